@@ -1,0 +1,187 @@
+"""The sandbox as one object: clock, ledger, fault plan, limits and both simulated platforms."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from arsync.sandbox.books import Books, generate_books
+from arsync.sandbox.clock import SandboxClock
+from arsync.sandbox.faults import FaultPlan
+from arsync.sandbox.ledger import Ledger
+from arsync.sandbox.oauth import Client
+from arsync.sandbox.platform import RAW_SEND_KEY, PlatformSim, TenantInfo
+from arsync.sandbox.ratelimit import RateLimiter
+
+#: The OAuth apps every sandbox knows from the start. Their secrets are not secret: they only
+#: open the simulated platforms on this machine.
+DEMO_CLIENTS: dict[str, Client] = {
+    "qbo": Client(
+        client_id="ABarsyncDemoQuickBooksClient0000000000000000000",
+        client_secret="sandbox-qbo-secret",
+        name="arsync (sandbox)",
+        redirect_uris=["http://localhost/callback", "http://127.0.0.1/callback"],
+    ),
+    "xero": Client(
+        client_id="ARSYNCDEMOXEROCLIENT00000000000",
+        client_secret="sandbox-xero-secret",
+        name="arsync (sandbox)",
+        redirect_uris=["http://localhost/callback", "http://127.0.0.1/callback"],
+    ),
+}
+
+
+@dataclass(frozen=True)
+class QboLimits:
+    per_minute: int = 500
+    per_second: int = 10
+    concurrent: int = 10
+    batch_per_minute: int = 40
+    batch_items: int = 30
+    max_results: int = 1000
+    cdc_max_objects: int = 1000
+    cdc_lookback_days: int = 30
+    #: Intuit's own sandbox caps emails at 40/day/realm; production does not say. None: no cap.
+    emails_per_day: int | None = None
+    #: how long a requestid is remembered (undocumented by Intuit; best effort)
+    requestid_window: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class XeroLimits:
+    concurrent: int = 5
+    per_minute: int = 60
+    per_day: int = 5000
+    app_per_minute: int = 10_000
+    max_page_size: int = 1000
+    history_details_max: int = 250
+    emails_per_day: int = 1000
+    idempotency_window: timedelta = timedelta(minutes=6)
+
+
+@dataclass(frozen=True)
+class CompanySpec:
+    """One simulated company to generate at start."""
+
+    platform: str
+    seed: int
+    customers: int = 40
+    invoices: int = 300
+    name: str | None = None
+
+
+@dataclass
+class SandboxSettings:
+    seed: int = 1
+    #: the clock's start; None: now. Books are generated relative to it.
+    start: datetime | None = None
+    frozen: bool = False
+    companies: list[CompanySpec] | None = None  # None: one demo company per platform
+    customers: int = 40
+    invoices: int = 300
+    qbo: QboLimits = field(default_factory=QboLimits)
+    xero: XeroLimits = field(default_factory=XeroLimits)
+    #: artificial delay before every API handler (seconds), to make concurrency observable
+    latency: float = 0.0
+
+    def company_specs(self) -> list[CompanySpec]:
+        if self.companies is not None:
+            return self.companies
+        return [
+            CompanySpec("qbo", self.seed, self.customers, self.invoices),
+            CompanySpec("xero", self.seed, self.customers, self.invoices),
+        ]
+
+
+class Sandbox:
+    """Build once, serve through `asgi_app()` (e.g. by `SandboxServer`), steer from Python."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        from arsync.sandbox.qbo.sim import QboSim
+        from arsync.sandbox.xero.sim import XeroSim
+
+        self.settings = settings or SandboxSettings()
+        self.clock = SandboxClock(self.settings.start, frozen=self.settings.frozen)
+        self.ledger = Ledger(self.clock)
+        self.faults = FaultPlan(self.settings.seed)
+        self.limiter = RateLimiter(self.clock)
+        self.lock = threading.RLock()  # business state: one writer at a time
+        self.qbo = QboSim(self)
+        self.xero = XeroSim(self)
+        self.platforms: dict[str, PlatformSim] = {"qbo": self.qbo, "xero": self.xero}
+        for platform, client in DEMO_CLIENTS.items():
+            self.register_client(platform, client)
+        for spec in self.settings.company_specs():
+            self.add_company(spec)
+
+    # -- set-up --------------------------------------------------------------------------------
+    def add_company(self, spec: CompanySpec) -> TenantInfo:
+        books: Books = generate_books(
+            platform=spec.platform,
+            seed=spec.seed,
+            now=self.clock.now(),
+            customers=spec.customers,
+            invoices=spec.invoices,
+            company_name=spec.name,
+        )
+        sim = self.platform(spec.platform)
+        with self.lock:
+            sim.load_books(books)
+        return next(t for t in sim.tenants() if t.tenant_id == books.tenant_id)
+
+    def register_client(self, platform: str, client: Client) -> Client:
+        return self.platform(platform).authority.register_client(client)  # type: ignore[attr-defined,no-any-return]
+
+    def platform(self, name: str) -> PlatformSim:
+        try:
+            return self.platforms[name]
+        except KeyError:
+            raise ValueError(f"unknown platform {name!r}: use 'qbo' or 'xero'") from None
+
+    def tenants(self) -> list[TenantInfo]:
+        return [t for sim in self.platforms.values() for t in sim.tenants()]
+
+    # -- business events and faults -------------------------------------------------------------
+    def event(self, platform: str, tenant: str, event: dict[str, Any]) -> dict[str, Any]:
+        sim = self.platform(platform)
+        with self.lock:
+            result = sim.apply_event(tenant, event)
+        self.ledger.record(platform, "business_event", tenant=tenant, event=event, result=result)
+        return result
+
+    def expire_access_tokens(self, platform: str, tenant: str | None = None) -> int:
+        return self.platform(platform).authority.expire_access_tokens(tenant)  # type: ignore[attr-defined,no-any-return]
+
+    def revoke_grants(self, platform: str, tenant: str | None = None) -> int:
+        return self.platform(platform).authority.revoke_all(tenant)  # type: ignore[attr-defined,no-any-return]
+
+    # -- serving -------------------------------------------------------------------------------
+    def asgi_app(self) -> ASGIApp:
+        from arsync.sandbox.control import control_app
+
+        app = Starlette(
+            routes=[
+                Mount("/qbo", app=self.qbo.asgi_app()),
+                Mount("/xero", app=self.xero.asgi_app()),
+                Mount("/_sandbox", app=control_app(self)),
+            ]
+        )
+        return _KeepRawSend(app)
+
+
+class _KeepRawSend:
+    """Outermost layer: keeps the server's own `send` so a fault can drop the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND_KEY] = send
+        await self.app(scope, receive, send)
