@@ -15,25 +15,136 @@ from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 
-_FIRST = (
-    "Alder Ash Beacon Birch Bramble Brook Cedar Clover Copper Crane Crest Elm Fern Finch Fox "
-    "Garnet Harbor Hazel Heron Juniper Kestrel Lark Linden Maple Meadow Orchard Otter Pine "
-    "Quarry Raven Ridge Rowan Sage Slate Sparrow Summit Thistle Timber Willow Wren"
-).split()
-_SECOND = (
-    "Bakery Builders Cafe Carpentry Catering Clinic Consulting Dental Design Electrical Florist "
-    "Garage Gardens Joinery Landscaping Law Logistics Media Motors Optics Outfitters Painting "
-    "Pharmacy Plumbing Print Roofing Studio Surveys Tailors Tiling Veterinary Workshop"
-).split()
+_FIRST = [
+    "Alder",
+    "Ash",
+    "Beacon",
+    "Birch",
+    "Bramble",
+    "Brook",
+    "Cedar",
+    "Clover",
+    "Copper",
+    "Crane",
+    "Crest",
+    "Elm",
+    "Fern",
+    "Finch",
+    "Fox",
+    "Garnet",
+    "Harbor",
+    "Hazel",
+    "Heron",
+    "Juniper",
+    "Kestrel",
+    "Lark",
+    "Linden",
+    "Maple",
+    "Meadow",
+    "Orchard",
+    "Otter",
+    "Pine",
+    "Quarry",
+    "Raven",
+    "Ridge",
+    "Rowan",
+    "Sage",
+    "Slate",
+    "Sparrow",
+    "Summit",
+    "Thistle",
+    "Timber",
+    "Willow",
+    "Wren",
+]
+_SECOND = [
+    "Bakery",
+    "Builders",
+    "Cafe",
+    "Carpentry",
+    "Catering",
+    "Clinic",
+    "Consulting",
+    "Dental",
+    "Design",
+    "Electrical",
+    "Florist",
+    "Garage",
+    "Gardens",
+    "Joinery",
+    "Landscaping",
+    "Law",
+    "Logistics",
+    "Media",
+    "Motors",
+    "Optics",
+    "Outfitters",
+    "Painting",
+    "Pharmacy",
+    "Plumbing",
+    "Print",
+    "Roofing",
+    "Studio",
+    "Surveys",
+    "Tailors",
+    "Tiling",
+    "Veterinary",
+    "Workshop",
+]
 _SUFFIX = ("Ltd", "LLC", "& Co", "Inc", "Partners", "", "", "")
-_PEOPLE = (
-    "Amira Ben Chloe Dev Elena Femi Grace Hugo Isla Jonas Kai Lena Marco Nadia Omar Priya "
-    "Quinn Rosa Sam Tomas Uma Vera Wes Yara Zane"
-).split()
-_SURNAMES = (
-    "Abbott Baker Chen Dubois Evans Fischer Garcia Hughes Ito Jensen Kowalski Lopez Murphy "
-    "Nguyen Okafor Patel Rossi Schmidt Tanaka Usman Varga Walsh Young Zhou"
-).split()
+_PEOPLE = [
+    "Amira",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Femi",
+    "Grace",
+    "Hugo",
+    "Isla",
+    "Jonas",
+    "Kai",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tomas",
+    "Uma",
+    "Vera",
+    "Wes",
+    "Yara",
+    "Zane",
+]
+_SURNAMES = [
+    "Abbott",
+    "Baker",
+    "Chen",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Murphy",
+    "Nguyen",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Walsh",
+    "Young",
+    "Zhou",
+]
 _ITEMS = (
     ("Consulting hours", (60, 180)),
     ("Site visit", (80, 250)),
@@ -227,8 +338,11 @@ def generate_books(
         domain = _slug(name.split(" ")[0] + name.split(" ")[1]) + ".example"
         email = f"{first.lower()}.{last.lower()}@{domain}" if rng.random() < 0.85 else None
         phone = (
-            (f"+1 415 555 {rng.randint(0, 9999):04d}" if platform == "qbo" else
-             f"+44 20 7946 {rng.randint(0, 999):03d}{rng.randint(0, 9)}")
+            (
+                f"+1 415 555 {rng.randint(0, 9999):04d}"
+                if platform == "qbo"
+                else f"+44 20 7946 {rng.randint(0, 999):03d}{rng.randint(0, 9)}"
+            )
             if rng.random() < 0.7
             else None
         )
@@ -314,8 +428,14 @@ def generate_books(
                 inv.credits[credit.key] = amount
             all_credits.append(credit)
             if share < 1 and rng.random() < 0.6:
-                _pay(rng, inv, inv.balance, inv.due_on + timedelta(days=rng.randint(-3, 20)),
-                     today, all_payments)
+                _pay(
+                    rng,
+                    inv,
+                    inv.balance,
+                    inv.due_on + timedelta(days=rng.randint(-3, 20)),
+                    today,
+                    all_payments,
+                )
             continue
         if outcome < 0.62:  # paid on time
             paid = issued + timedelta(days=rng.randint(0, terms))

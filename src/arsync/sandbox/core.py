@@ -15,7 +15,7 @@ from arsync.sandbox.books import Books, generate_books
 from arsync.sandbox.clock import SandboxClock
 from arsync.sandbox.faults import FaultPlan
 from arsync.sandbox.ledger import Ledger
-from arsync.sandbox.oauth import Client
+from arsync.sandbox.oauth import Authority, Client, TokenSet
 from arsync.sandbox.platform import RAW_SEND_KEY, PlatformSim, TenantInfo
 from arsync.sandbox.ratelimit import RateLimiter
 
@@ -154,6 +154,22 @@ class Sandbox:
             result = sim.apply_event(tenant, event)
         self.ledger.record(platform, "business_event", tenant=tenant, event=event, result=result)
         return result
+
+    def connect(self, platform: str, tenant: str, scopes: list[str] | None = None) -> TokenSet:
+        """Tokens for the demo client to one tenant, as if its owner had clicked "Allow"."""
+        sim = self.platform(platform)
+        if tenant not in {t.tenant_id for t in sim.tenants()}:
+            raise ValueError(f"no {platform} tenant {tenant!r} in this sandbox")
+        default = {
+            "qbo": ["com.intuit.quickbooks.accounting"],
+            "xero": ["offline_access", "accounting.transactions", "accounting.contacts"],
+        }[platform]
+        authority: Authority = sim.authority  # type: ignore[attr-defined]
+        tokens = authority.issue_grant(
+            DEMO_CLIENTS[platform].client_id, [tenant], scopes or default
+        )
+        self.ledger.record(platform, "token_issued", tenant=tenant, via="control-plane")
+        return tokens
 
     def expire_access_tokens(self, platform: str, tenant: str | None = None) -> int:
         return self.platform(platform).authority.expire_access_tokens(tenant)  # type: ignore[attr-defined,no-any-return]

@@ -133,9 +133,9 @@ def redirect_uri_allowed(registered: list[str], candidate: str) -> bool:
     # RFC 8252 section 7.3: loopback redirects may use any port.
     for uri in registered:
         reg = urlsplit(uri)
-        if reg.scheme == "http" and reg.hostname in ("localhost", "127.0.0.1", "::1"):
-            if reg.path == parts.path:
-                return True
+        loopback = reg.scheme == "http" and reg.hostname in ("localhost", "127.0.0.1", "::1")
+        if loopback and reg.path == parts.path:
+            return True
     return False
 
 
@@ -224,6 +224,14 @@ class Authority:
             refresh = self._new_refresh(grant, now)
             return self._token_set(grant, refresh, rotated=True)
 
+    def issue_grant(self, client_id: str, tenants: list[str], scopes: list[str]) -> TokenSet:
+        """Tokens as if a person had consented on the page: the control plane's shortcut."""
+        client = self.clients.get(client_id)
+        if client is None:
+            raise OAuthError("invalid_client", f"unknown client {client_id!r}", status=401)
+        code = self.issue_code(client_id, client.redirect_uris[0], tenants, scopes)
+        return self.exchange_code(client, code, client.redirect_uris[0])
+
     # -- refresh ---------------------------------------------------------------------------------
     def refresh(self, client: Client, refresh_value: str) -> TokenSet:
         with self._lock:
@@ -244,9 +252,7 @@ class Authority:
                 # Within the grace: answer with the chain's current token again, so a client
                 # whose reply was lost recovers. If the chain moved on past this token's own
                 # child, two refreshes raced: Xero refuses, QBO answers with the latest.
-                if token.child != grant.current_refresh and self.rules.rotate_after == timedelta(
-                    0
-                ):
+                if token.child != grant.current_refresh and self.rules.rotate_after == timedelta(0):
                     raise OAuthError("invalid_grant", "The refresh token has been superseded")
                 current = grant.refresh_tokens[grant.current_refresh]
                 current.last_used_at = now

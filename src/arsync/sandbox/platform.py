@@ -193,7 +193,10 @@ class _Pipeline:
             )
             await sim.rate_limited_response(decision, classified)(scope, receive, send)
             return
-        extra = [(k.lower().encode(), v.encode()) for k, v in sim.limit_headers(decision, classified).items()]
+        extra = [
+            (k.lower().encode(), v.encode())
+            for k, v in sim.limit_headers(decision, classified).items()
+        ]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and extra:
@@ -232,5 +235,5 @@ def _idempotency_key(scope: Scope) -> str | None:
     query = scope.get("query_string", b"").decode("latin-1")
     for part in query.split("&"):
         if part.startswith("requestid="):
-            return part.split("=", 1)[1]
+            return str(part.split("=", 1)[1])
     return None
