@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +18,12 @@ def make_sandbox(**overrides: object) -> Sandbox:
     for key, value in overrides.items():
         setattr(settings, key, value)
     return Sandbox(settings)
+
+
+@pytest.fixture
+def sandbox_factory() -> Callable[..., Sandbox]:
+    """`sandbox_factory(invoices=50, latency=0.2)`: a test sandbox with other settings."""
+    return make_sandbox
 
 
 @pytest.fixture

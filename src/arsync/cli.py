@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
 from typing import Annotated
 
@@ -83,6 +85,17 @@ def sandbox_serve(
             err=True,
         )
     port = port or free_port(host)
+    # Bind before building the books, so a taken port fails at once and clearly.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:  # port taken, address not available
+        sock.close()
+        typer.secho(
+            f"error: cannot serve on {host}:{port}: {err.strerror}", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(2) from err
     sandbox = Sandbox(
         SandboxSettings(seed=seed, customers=customers, invoices=invoices, latency=latency)
     )
@@ -111,11 +124,13 @@ def sandbox_serve(
     typer.echo("Consent pages to open in a browser:")
     typer.echo(f"  {qbo_auth}")
     typer.echo(f"  {xero_auth}")
-    try:
-        uvicorn.run(sandbox.asgi_app(), host=host, port=port, log_level="info", lifespan="off")
-    except OSError as err:  # port taken, address not available
-        typer.secho(f"error: cannot serve on {host}:{port}: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from err
+    server = uvicorn.Server(
+        uvicorn.Config(sandbox.asgi_app(), host=host, port=port, log_level="info", lifespan="off")
+    )
+    # uvicorn re-raises the Ctrl-C it handled; by then the shutdown was already clean.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    typer.echo("sandbox stopped")
 
 
 def main() -> None:

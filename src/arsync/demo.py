@@ -98,32 +98,32 @@ def money(amount: Decimal) -> str:
 
 
 def render(reports: list[CompanyReport]) -> None:
+    """One table per company: a row per aging bucket, a column per currency."""
+    from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for report in reports:
         t = report.tenant
-        table = Table(
-            title=f"{t.name} · {PLATFORM_NAMES[t.platform]}",
-            caption=(
-                f"{report.open_invoices} open invoices · aged as of {report.today:%d %b %Y} · "
-                f"{report.api_calls} API calls"
-            ),
-            title_justify="left",
-            caption_justify="left",
+        calls = f"{report.api_calls} API call{'s' if report.api_calls != 1 else ''}"
+        console.print(f"[bold]{escape(t.name)}[/bold] · {PLATFORM_NAMES[t.platform]}")
+        console.print(
+            f"[dim]{report.open_invoices} open invoices, aged as of {report.today:%d %b %Y}; "
+            f"read over HTTP in {calls}[/dim]"
         )
-        table.add_column("Currency")
-        for label, _, _ in BUCKETS:
-            table.add_column(label if label == "Current" else f"{label} days", justify="right")
-        table.add_column("Total", justify="right", style="bold")
+        table = Table(box=box.SIMPLE_HEAD, show_footer=True)
+        table.add_column("Days overdue", footer="Total", no_wrap=True)
+        table.add_column("Invoices", justify="right", footer=str(report.open_invoices))
         for row in report.rows:
+            table.add_column(row.currency, justify="right", no_wrap=True, footer=money(row.total))
+        for i, (label, _, _) in enumerate(BUCKETS):
+            count = sum(row.counts[i] for row in report.rows)
             table.add_row(
-                row.currency,
-                *(money(b) if b else "–" for b in row.buckets),
-                money(row.total),
+                "not yet due" if label == "Current" else label,
+                str(count) if count else "–",
+                *(money(row.buckets[i]) if row.buckets[i] else "–" for row in report.rows),
             )
-        if not report.rows:
-            table.add_row("—", *["–"] * len(BUCKETS), "0.00")
         console.print(table)
         console.print()

@@ -374,7 +374,7 @@ def generate_books(
     for key, issued in enumerate(issue_days, start=1):
         cust = rng.choices(people, cum_weights=cum_weights)[0]
         terms = rng.choice(_TERMS)
-        n_lines = rng.choices((1, 2, 3, 4), (5, 3, 2, 1))[0]
+        n_lines = rng.choices((1, 2, 3, 4), cum_weights=(5, 8, 10, 11))[0]
         large = rng.random() < 0.04
         lines = []
         for _ in range(n_lines):

@@ -1,0 +1,5 @@
+"""`python -m arsync` runs the command line."""
+
+from arsync.cli import main
+
+main()
