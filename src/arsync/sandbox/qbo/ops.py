@@ -1,0 +1,594 @@
+"""Changes to a QBO company, as QBO makes them: business events and API writes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from arsync.sandbox.qbo import wire
+from arsync.sandbox.qbo.model import (
+    ZERO,
+    Attachable,
+    Company,
+    CreditMemo,
+    Customer,
+    Invoice,
+    Line,
+    Payment,
+    PaymentLine,
+    Tombstone,
+    clean_text,
+    money,
+)
+from arsync.sandbox.qbo.wire import QboFault
+
+PRIVATE_NOTE_MAX = 4000
+ATTACHABLE_NOTE_MAX = 2000
+#: entity types an Attachable may point at, as QBO spells them
+ATTACHABLE_TARGETS = {
+    "invoice": "Invoice",
+    "customer": "Customer",
+    "payment": "Payment",
+    "creditmemo": "CreditMemo",
+}
+
+
+def bump(company: Company, rec: Any, now: datetime) -> None:
+    rec.sync += 1
+    # LastUpdatedTime never goes backwards, even when the sandbox clock is set back.
+    rec.updated = max(now, rec.updated)
+    company.touched()
+
+
+def get_invoice(company: Company, ident: object) -> Invoice:
+    inv = company.invoices.get(_int(ident))
+    if inv is None:
+        raise wire.not_found("Invoice", str(ident))
+    return inv
+
+
+def get_customer(company: Company, ident: object) -> Customer:
+    cust = company.customers.get(_int(ident))
+    if cust is None:
+        raise wire.not_found("Customer", str(ident))
+    return cust
+
+
+def _int(ident: object) -> int:
+    try:
+        return int(str(ident))
+    except ValueError:
+        return -1
+
+
+def _date(value: object, what: str) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as err:
+        raise ValueError(f"{what}: not an ISO date: {value!r}") from err
+
+
+def _recompute_customer(company: Company, customer_id: int) -> None:
+    cust = company.customers.get(customer_id)
+    if cust is None:
+        return
+    owed = sum((i.balance for i in company.invoices.values() if i.customer_id == customer_id), ZERO)
+    credit = sum(
+        (c.remaining for c in company.credits.values() if c.customer_id == customer_id), ZERO
+    )
+    # Money received but not applied (e.g. from a voided invoice) also lowers what is owed.
+    unapplied = sum(
+        (p.unapplied for p in company.payments.values() if p.customer_id == customer_id), ZERO
+    )
+    cust.balance = owed - credit - unapplied
+
+
+# -- business events -----------------------------------------------------------------------------
+def pay(
+    company: Company, inv: Invoice, amount: Decimal | None, day: date | None, now: datetime
+) -> Payment:
+    if inv.balance <= 0:
+        raise ValueError(f"invoice {inv.id} has nothing left to pay")
+    amount = inv.balance if amount is None else money(amount)
+    if amount <= 0 or amount > inv.balance:
+        raise ValueError(f"payment amount must be above 0 and at most the balance {inv.balance}")
+    payment = Payment(
+        id=company.txn_id(),
+        sync=0,
+        txn_date=day or company.local_day(now),
+        customer_id=inv.customer_id,
+        currency=inv.currency,
+        total=amount,
+        unapplied=ZERO,
+        lines=[PaymentLine(amount, inv.id, "Invoice")],
+        reference=f"Payment {inv.doc_number}",
+        created=now,
+        updated=now,
+    )
+    company.payments[payment.id] = payment
+    inv.balance -= amount
+    inv.linked.append((payment.id, "Payment"))
+    bump(company, inv, now)
+    company.customers[inv.customer_id].balance -= amount
+    return payment
+
+
+def credit(
+    company: Company, inv: Invoice, amount: Decimal | None, now: datetime
+) -> tuple[CreditMemo, Payment]:
+    if inv.balance <= 0:
+        raise ValueError(f"invoice {inv.id} has nothing left to credit")
+    amount = inv.balance if amount is None else money(amount)
+    if amount <= 0 or amount > inv.balance:
+        raise ValueError(f"credit amount must be above 0 and at most the balance {inv.balance}")
+    first = inv.lines[0].description if inv.lines else "Services"
+    cm = CreditMemo(
+        id=company.txn_id(),
+        sync=0,
+        doc_number=f"CM{2000 + len(company.credits) + 1}",
+        txn_date=company.local_day(now),
+        customer_id=inv.customer_id,
+        currency=inv.currency,
+        lines=[Line("Credit: " + first, Decimal(1), amount, amount)],
+        total=amount,
+        remaining=ZERO,
+        created=now,
+        updated=now,
+    )
+    company.credits[cm.id] = cm
+    payment = company._credit_application(inv, cm, amount, now, cm.txn_date)
+    inv.balance -= amount
+    inv.updated = max(inv.updated, now)
+    company.touched()
+    company.customers[inv.customer_id].balance -= amount
+    return cm, payment
+
+
+def _unlink_payments(company: Company, inv: Invoice, now: datetime) -> None:
+    """QBO keeps payments of a voided or deleted invoice, now unapplied."""
+    for pay_id, kind in inv.linked:
+        payment = company.payments.get(pay_id)
+        if kind != "Payment" or payment is None:
+            continue
+        mine = [ln for ln in payment.lines if ln.txn_type == "Invoice" and ln.txn_id == inv.id]
+        if not mine:
+            continue
+        applied = sum((ln.amount for ln in mine), ZERO)
+        payment.lines = [ln for ln in payment.lines if ln not in mine]
+        credit_lines = [ln for ln in payment.lines if ln.txn_type == "CreditMemo"]
+        if payment.total == 0 and credit_lines:
+            # A credit application: the credit memo gets its credit back.
+            for ln in credit_lines:
+                cm = company.credits.get(ln.txn_id)
+                if cm is not None:
+                    cm.remaining += ln.amount
+                    bump(company, cm, now)
+            payment.lines = [ln for ln in payment.lines if ln.txn_type != "CreditMemo"]
+        else:
+            payment.unapplied += applied
+        bump(company, payment, now)
+    inv.linked = []
+
+
+def void(company: Company, inv: Invoice, now: datetime) -> None:
+    if inv.private_note == "Voided" and inv.total == 0:
+        raise ValueError(f"invoice {inv.id} is already voided")
+    _unlink_payments(company, inv, now)
+    company._zero_for_void(inv)
+    bump(company, inv, now)
+    _recompute_customer(company, inv.customer_id)
+
+
+def delete_invoice(company: Company, inv: Invoice, now: datetime) -> None:
+    _unlink_payments(company, inv, now)
+    del company.invoices[inv.id]
+    company.tombstones.append(Tombstone("Invoice", inv.id, max(now, inv.updated)))
+    company.touched()
+    _recompute_customer(company, inv.customer_id)
+
+
+def _set_total(company: Company, inv: Invoice) -> None:
+    total = sum((ln.amount for ln in inv.lines), ZERO)
+    applied = inv.total - inv.balance
+    if total < applied:
+        raise ValueError(f"the new total {total} is below what was already applied ({applied})")
+    inv.total = total
+    inv.balance = total - applied
+
+
+def edit(company: Company, inv: Invoice, event: dict[str, Any], now: datetime) -> None:
+    known = {"type", "invoice", "due_date", "amount", "private_note"}
+    unknown = set(event) - known
+    if unknown:
+        raise ValueError(f"edit: unknown keys {', '.join(sorted(unknown))}")
+    if not (set(event) & {"due_date", "amount", "private_note"}):
+        raise ValueError("edit needs due_date, amount or private_note")
+    if "due_date" in event:
+        inv.due_date = _date(event["due_date"], "due_date")
+    if "private_note" in event:
+        inv.private_note = clean_text(event["private_note"] or "", PRIVATE_NOTE_MAX)
+    if "amount" in event:
+        amount = money(event["amount"])
+        if amount <= 0:
+            raise ValueError("amount must be above 0")
+        first = inv.lines[0]
+        old = (first.qty, first.unit_price, first.amount)
+        first.qty, first.unit_price, first.amount = Decimal(1), amount, amount
+        try:
+            _set_total(company, inv)
+        except ValueError:
+            first.qty, first.unit_price, first.amount = old
+            raise
+    bump(company, inv, now)
+    _recompute_customer(company, inv.customer_id)
+
+
+def create_invoice(
+    company: Company,
+    customer: Customer,
+    lines: list[Line],
+    now: datetime,
+    *,
+    terms_days: int = 30,
+    txn_date: date | None = None,
+    due_date: date | None = None,
+    doc_number: str | None = None,
+    bill_email: str | None = None,
+    private_note: str = "",
+) -> Invoice:
+    if not lines:
+        raise ValueError("an invoice needs at least one line")
+    day = txn_date or company.local_day(now)
+    total = sum((ln.amount for ln in lines), ZERO)
+    if doc_number is None:
+        doc_number = str(company.next_doc)
+        company.next_doc += 1
+    inv = Invoice(
+        id=company.txn_id(),
+        sync=0,
+        doc_number=doc_number,
+        txn_date=day,
+        due_date=due_date or day + timedelta(days=terms_days),
+        customer_id=customer.id,
+        currency=customer.currency,
+        lines=lines,
+        total=total,
+        balance=total,
+        term=company.term_for(terms_days),
+        created=now,
+        updated=now,
+        bill_email=bill_email if bill_email is not None else customer.email,
+        private_note=private_note,
+    )
+    company.invoices[inv.id] = inv
+    customer.balance += total
+    company.touched()
+    return inv
+
+
+def set_email(company: Company, cust: Customer, email: str | None, now: datetime) -> None:
+    cust.email = clean_text(email) if email else None
+    bump(company, cust, now)
+
+
+# -- API writes ----------------------------------------------------------------------------------
+def send_invoice(company: Company, inv: Invoice, send_to: str | None, now: datetime) -> str:
+    if send_to is not None:
+        if "@" not in send_to or send_to.startswith("@") or send_to.endswith("@"):
+            raise wire.validation(
+                "2050",
+                "Invalid Email Address format",
+                f"Supplied value:{send_to}",
+                element="sendTo",
+            )
+        inv.bill_email = clean_text(send_to)
+    if not inv.bill_email:
+        raise wire.business(
+            "You must enter the email address for this customer in order to email this invoice."
+        )
+    inv.email_status = "EmailSent"
+    inv.delivery_time = now
+    bump(company, inv, now)
+    return inv.bill_email
+
+
+def add_attachable(company: Company, body: dict[str, Any], now: datetime) -> Attachable:
+    note = body.get("Note")
+    refs_in = body.get("AttachableRef") or []
+    if not isinstance(refs_in, list):
+        raise wire.validation(
+            "2010",
+            "Request has invalid or unsupported property",
+            "Property Name:AttachableRef specified is unsupported or invalid",
+        )
+    if not note and not body.get("FileName"):
+        raise wire.validation(
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            "Required parameter Note or FileName is missing in the request",
+            element="Note",
+        )
+    if body.get("FileName") and not note:
+        raise wire.validation(
+            "2010",
+            "Request has invalid or unsupported property",
+            "File uploads go to /upload; this sandbox stores notes only",
+        )
+    text = clean_text(note)
+    if len(text) > ATTACHABLE_NOTE_MAX:
+        raise wire.validation(
+            "2040",
+            "String length is either shorter or longer than supported by specification",
+            f"String length specified does not match the supported length. "
+            f"Min:0 Max:{ATTACHABLE_NOTE_MAX} supplied length:{len(text)}",
+            element="Note",
+        )
+    refs: list[dict[str, Any]] = []
+    for raw in refs_in:
+        entity_ref = (raw or {}).get("EntityRef") or {}
+        kind = ATTACHABLE_TARGETS.get(str(entity_ref.get("type", "")).lower())
+        value = str(entity_ref.get("value", ""))
+        if kind is None:
+            raise wire.validation(
+                "6050",
+                "The entity reference type is unsupported for Attachable",
+                f"The entity reference type {entity_ref.get('type')} is unsupported for Attachable",
+            )
+        if _int(value) not in company.table(kind):
+            raise wire.not_found(kind, value)
+        refs.append(
+            {
+                "EntityRef": {"type": kind, "value": value},
+                "IncludeOnSend": bool(raw.get("IncludeOnSend", False)),
+            }
+        )
+    att = Attachable(company.next_attachable, 0, text, refs, now, now)
+    company.next_attachable += 1
+    company.attachables[att.id] = att
+    company.touched()
+    return att
+
+
+def _check_sync(entity: str, rec: Any, body: dict[str, Any]) -> None:
+    token = body.get("SyncToken")
+    if token is None or token == "":
+        raise wire.validation(
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            "Required parameter SyncToken is missing in the request",
+            element="SyncToken",
+        )
+    if str(token) != str(rec.sync):
+        raise wire.stale(entity)
+
+
+def _email_of(value: object) -> str | None:
+    if isinstance(value, dict):
+        address = value.get("Address")
+        return clean_text(address) if address else None
+    return None
+
+
+def update_invoice(company: Company, inv: Invoice, body: dict[str, Any], now: datetime) -> None:
+    """Sparse or full update of the fields a client may change."""
+    _check_sync("Invoice", inv, body)
+    sparse = bool(body.get("sparse", False))
+    if "PrivateNote" in body or not sparse:
+        note = body.get("PrivateNote") or ""
+        if len(str(note)) > PRIVATE_NOTE_MAX:
+            raise wire.validation(
+                "2040",
+                "String length is either shorter or longer than supported by specification",
+                f"Min:0 Max:{PRIVATE_NOTE_MAX} supplied length:{len(str(note))}",
+                element="PrivateNote",
+            )
+        inv.private_note = clean_text(note)
+    if body.get("DueDate"):
+        try:
+            inv.due_date = date.fromisoformat(str(body["DueDate"]))
+        except ValueError as err:
+            raise wire.validation(
+                "2010",
+                "Request has invalid or unsupported property",
+                f"Property Name:DueDate value {body['DueDate']}",
+            ) from err
+    if "BillEmail" in body or not sparse:
+        inv.bill_email = _email_of(body.get("BillEmail"))
+    if "CustomerMemo" in body or not sparse:
+        memo = body.get("CustomerMemo")
+        inv.customer_memo = clean_text(memo.get("value")) if isinstance(memo, dict) else None
+    if "EmailStatus" in body and body["EmailStatus"] in ("NotSet", "NeedToSend", "EmailSent"):
+        inv.email_status = str(body["EmailStatus"])
+    if "Line" in body:
+        lines = parse_lines(body["Line"])
+        old = inv.lines
+        inv.lines = lines
+        try:
+            _set_total(company, inv)
+        except ValueError as err:
+            inv.lines = old
+            raise wire.business(str(err)) from err
+    bump(company, inv, now)
+    _recompute_customer(company, inv.customer_id)
+
+
+def parse_lines(raw: object) -> list[Line]:
+    if not isinstance(raw, list):
+        raise wire.validation(
+            "2010",
+            "Request has invalid or unsupported property",
+            "Property Name:Line specified is unsupported or invalid",
+        )
+    lines: list[Line] = []
+    for item in raw:
+        if not isinstance(item, dict) or item.get("DetailType") != "SalesItemLineDetail":
+            continue  # subtotal lines are computed by QBO, never taken from the client
+        detail = item.get("SalesItemLineDetail") or {}
+        try:
+            amount = money(str(item.get("Amount", "0")))
+            qty = Decimal(str(detail.get("Qty", 1)))
+            price = Decimal(str(detail.get("UnitPrice", amount)))
+        except (ValueError, ArithmeticError) as err:
+            raise wire.validation(
+                "2010",
+                "Request has invalid or unsupported property",
+                "Property Name:Amount is not a number",
+            ) from err
+        if detail.get("UnitPrice") is not None and money(qty * price) != amount:
+            raise wire.validation(
+                "6070",
+                "Amount calculation incorrect in the request",
+                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+            )
+        item_ref = detail.get("ItemRef") or {}
+        desc = item.get("Description") or item_ref.get("name") or "Services"
+        lines.append(Line(clean_text(desc), qty, price, amount))
+    if not lines:
+        raise wire.validation(
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            "Required parameter Line is missing in the request",
+        )
+    return lines
+
+
+def create_invoice_from_body(company: Company, body: dict[str, Any], now: datetime) -> Invoice:
+    ref = body.get("CustomerRef") or {}
+    if not isinstance(ref, dict) or not ref.get("value"):
+        raise wire.validation(
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            "Required parameter CustomerRef is missing in the request",
+            element="CustomerRef",
+        )
+    customer = get_customer(company, ref["value"])
+    lines = parse_lines(body.get("Line"))
+
+    def day(key: str) -> date | None:
+        raw = body.get(key)
+        if not raw:
+            return None
+        try:
+            return date.fromisoformat(str(raw))
+        except ValueError as err:
+            raise wire.validation(
+                "2010",
+                "Request has invalid or unsupported property",
+                f"Property Name:{key} value {raw}",
+            ) from err
+
+    return create_invoice(
+        company,
+        customer,
+        lines,
+        now,
+        txn_date=day("TxnDate"),
+        due_date=day("DueDate"),
+        doc_number=clean_text(body["DocNumber"], 21) if body.get("DocNumber") else None,
+        bill_email=_email_of(body.get("BillEmail")),
+        private_note=clean_text(body.get("PrivateNote") or "", PRIVATE_NOTE_MAX),
+    )
+
+
+def _name_taken(company: Company, name: str, but: int | None = None) -> bool:
+    lowered = name.lower()
+    return any(
+        c.display_name.lower() == lowered and c.id != but for c in company.customers.values()
+    )
+
+
+def duplicate_name(name: str) -> QboFault:
+    return wire.validation(
+        "6240", "Duplicate Name Exists Error", f"The name supplied already exists. : {name}"
+    )
+
+
+def create_customer(company: Company, body: dict[str, Any], now: datetime) -> Customer:
+    given = clean_text(body.get("GivenName") or "")
+    family = clean_text(body.get("FamilyName") or "")
+    display = clean_text(body.get("DisplayName") or " ".join(p for p in (given, family) if p))
+    if not display:
+        raise wire.validation(
+            "6080",
+            "No Name Provided",
+            "Title, GivenName, MiddleName, "
+            "FamilyName, DisplayName, Suffix - one of these must be non-empty",
+        )
+    if _name_taken(company, display):
+        raise duplicate_name(display)
+    cust = Customer(
+        id=company.next_customer,
+        sync=0,
+        display_name=display,
+        company_name=clean_text(body.get("CompanyName") or display),
+        given_name=given,
+        family_name=family,
+        email=_email_of(body.get("PrimaryEmailAddr")),
+        phone=clean_text((body.get("PrimaryPhone") or {}).get("FreeFormNumber") or "") or None,
+        city=clean_text((body.get("BillAddr") or {}).get("City") or "Springfield"),
+        currency=clean_text((body.get("CurrencyRef") or {}).get("value") or company.currency),
+        created=now,
+        updated=now,
+    )
+    company.next_customer += 1
+    company.customers[cust.id] = cust
+    company.touched()
+    return cust
+
+
+def update_customer(company: Company, cust: Customer, body: dict[str, Any], now: datetime) -> None:
+    _check_sync("Customer", cust, body)
+    sparse = bool(body.get("sparse", False))
+    if body.get("DisplayName"):
+        name = clean_text(body["DisplayName"])
+        if _name_taken(company, name, but=cust.id):
+            raise duplicate_name(name)
+        cust.display_name = name
+    for key, attr in (
+        ("CompanyName", "company_name"),
+        ("GivenName", "given_name"),
+        ("FamilyName", "family_name"),
+        ("Notes", "notes"),
+    ):
+        if key in body or not sparse:
+            setattr(cust, attr, clean_text(body.get(key) or ""))
+    if "PrimaryEmailAddr" in body or not sparse:
+        cust.email = _email_of(body.get("PrimaryEmailAddr"))
+    if "PrimaryPhone" in body or not sparse:
+        phone = body.get("PrimaryPhone")
+        cust.phone = clean_text(phone.get("FreeFormNumber")) if isinstance(phone, dict) else None
+    if "Active" in body:
+        cust.active = bool(body["Active"])
+    bump(company, cust, now)
+
+
+def update_attachable(
+    company: Company, att: Attachable, body: dict[str, Any], now: datetime
+) -> None:
+    _check_sync("Attachable", att, body)
+    if "Note" in body:
+        att.note = clean_text(body.get("Note") or "", ATTACHABLE_NOTE_MAX)
+    bump(company, att, now)
+
+
+def delete_record(
+    company: Company, entity: str, ident: object, body: dict[str, Any], now: datetime
+) -> None:
+    table = company.table(entity)
+    rec = table.get(_int(ident))
+    if rec is None:
+        raise wire.not_found(entity, str(ident))
+    _check_sync(entity, rec, body)
+    if entity == "Invoice":
+        delete_invoice(company, rec, now)
+        return
+    if entity != "Attachable":
+        raise wire.validation(
+            "2010",
+            "Request has invalid or unsupported property",
+            f"Operation delete is not supported for {entity} in this sandbox",
+        )
+    del table[rec.id]
+    company.tombstones.append(Tombstone(entity, rec.id, max(now, rec.updated)))
+    company.touched()
