@@ -324,6 +324,11 @@ class Authority:
                 return None
             return grant, access
 
+    def find_access(self, value: str | None) -> AccessToken | None:
+        """The access token record, live or not (to tell "expired" from "unknown" in a 401)."""
+        with self._lock:
+            return self._access.get(value or "")
+
     def grants(self) -> list[Grant]:
         with self._lock:
             return list(self._grants.values())

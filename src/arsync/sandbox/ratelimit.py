@@ -80,6 +80,17 @@ class RateLimiter:
                 self._inflight[concurrency[0]] = self._inflight.get(concurrency[0], 0) + 1
             return Decision(True, None, 0, remaining)
 
+    def peek(self, windows: list[tuple[str, Window]]) -> dict[str, int]:
+        """What each window has left now, without counting a request."""
+        now = self._clock.timestamp()
+        with self._lock:
+            return {
+                window.name: max(
+                    0, window.limit - len(self._prune((key, window.name), now - window.seconds))
+                )
+                for key, window in windows
+            }
+
     def leave(self, concurrency_key: str) -> None:
         with self._lock:
             n = self._inflight.get(concurrency_key, 0)

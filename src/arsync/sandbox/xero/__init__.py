@@ -1,1 +1,25 @@
-"""Simulated Xero."""
+"""Simulated Xero: identity (login/identity hosts), connections and the Accounting API.
+
+Modules: `sim` (XeroSim, the pipeline hooks and dispatch), `oauth_routes` (consent page, token,
+revocation, discovery), `api` (Accounting API handlers and connections helpers), `state`
+(one organisation's books and business events), `render` (entities as Xero JSON), `serialise`
+(MS-JSON dates, exact decimals, envelopes, error bodies), `where` (the filter language).
+
+Decisions where Xero's documentation is silent, and known deviations:
+- Without `page`, a list returns every match, without line items and without a `pagination`
+  object; with `page`, `pageSize` defaults to 100 and is capped at XeroLimits.max_page_size
+  (asking for more serves the cap rather than failing).
+- Default order is the order the organisation created the records; `order` takes any
+  filterable field, ASC or DESC, comma-separated.
+- If-Modified-Since is read to the second and is inclusive (UpdatedDateUTC >= the header);
+  ISO 8601 (as xero-python sends it; naive means UTC) and RFC 1123 forms are accepted, an
+  unreadable value is ignored.
+- JSON only: a request without `Accept: application/json` gets 406, where Xero would send XML.
+- Validation messages for email preconditions, the 250-character note limit and idempotency-key
+  reuse follow Xero's shape (ErrorNumber 10, ValidationException) with our own wording.
+- 429 bodies are problem-details without the null "Type" Xero's gateway uses for 401/403.
+- Connections' createdDateUtc carries a "Z" so it is an RFC 3339 date-time as the OpenAPI file
+  declares (Xero itself omits the offset).
+- PKCE apps may exchange a code without a secret, but refreshing always needs the secret.
+- The online-invoice URL points at in.xero.com, which the sandbox does not serve.
+"""

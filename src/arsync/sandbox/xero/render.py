@@ -1,0 +1,251 @@
+"""Entities as Xero's JSON: full, summary and nested forms, as the Accounting API returns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arsync.sandbox.xero.serialise import iso_date, iso_utc, ms_date, ms_datetime
+from arsync.sandbox.xero.state import (
+    ZERO,
+    Allocation,
+    Contact,
+    CreditNote,
+    HistoryEntry,
+    Invoice,
+    Line,
+    Organisation,
+    Payment,
+)
+
+
+def contact_ref(c: Contact) -> dict[str, Any]:
+    """The contact as nested in a transaction."""
+    return {
+        "ContactID": c.contact_id,
+        "Name": c.name,
+        "Addresses": [],
+        "Phones": [],
+        "ContactGroups": [],
+        "ContactPersons": [],
+        "HasValidationErrors": False,
+    }
+
+
+def contact_full(c: Contact, summary: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ContactID": c.contact_id,
+        "ContactStatus": c.status,
+        "Name": c.name,
+        "FirstName": c.first_name,
+        "LastName": c.last_name,
+        "EmailAddress": c.email or "",
+        "IsSupplier": c.is_supplier,
+        "IsCustomer": c.is_customer,
+        "DefaultCurrency": c.currency,
+        "UpdatedDateUTC": ms_datetime(c.updated),
+        "HasAttachments": False,
+        "HasValidationErrors": False,
+    }
+    if summary:
+        return body
+    body["ContactPersons"] = []
+    body["BankAccountDetails"] = ""
+    body["Addresses"] = [
+        {"AddressType": "POBOX", "City": c.city, "Country": "United Kingdom"},
+        {"AddressType": "STREET"},
+    ]
+    phones: list[dict[str, Any]] = [{"PhoneType": kind} for kind in ("DDI", "MOBILE", "FAX")]
+    default_phone: dict[str, Any] = {"PhoneType": "DEFAULT"}
+    if c.phone:
+        # "+44 20 7946 0123" → country 44, area 20, number "7946 0123"
+        parts = c.phone.split(" ", 2)
+        default_phone.update(
+            PhoneCountryCode=parts[0].lstrip("+"),
+            PhoneAreaCode=parts[1] if len(parts) > 1 else "",
+            PhoneNumber=parts[2] if len(parts) > 2 else "",
+        )
+    body["Phones"] = [default_phone, *phones]
+    body["ContactGroups"] = []
+    return body
+
+
+def line_json(line: Line) -> dict[str, Any]:
+    return {
+        "LineItemID": line.line_id,
+        "Description": line.description,
+        "Quantity": line.quantity,
+        "UnitAmount": line.unit_amount,
+        "TaxType": "NONE",
+        "TaxAmount": ZERO,
+        "LineAmount": line.line_amount,
+        "AccountCode": "200",
+        "Tracking": [],
+    }
+
+
+def payment_nested(p: Payment) -> dict[str, Any]:
+    """A payment as listed on its invoice."""
+    return {
+        "PaymentID": p.payment_id,
+        "Date": ms_date(p.date),
+        "Amount": p.amount,
+        "Reference": p.reference,
+        "CurrencyRate": p.currency_rate,
+        "HasAccount": False,
+        "HasValidationErrors": False,
+    }
+
+
+def credit_nested(a: Allocation) -> dict[str, Any]:
+    """A credit note as listed on an invoice it was allocated to."""
+    c = a.credit
+    return {
+        "CreditNoteID": c.credit_note_id,
+        "CreditNoteNumber": c.number,
+        "ID": c.credit_note_id,
+        "AppliedAmount": a.amount,
+        "DateString": iso_date(c.date),
+        "Date": ms_date(c.date),
+        "LineItems": [],
+        "Total": c.total,
+    }
+
+
+def invoice_json(inv: Invoice, *, lines: bool = True, summary: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "Type": inv.type,
+        "InvoiceID": inv.invoice_id,
+        "InvoiceNumber": inv.number,
+        "Reference": inv.reference,
+    }
+    if not summary:
+        body["Payments"] = [payment_nested(p) for p in inv.payments if p.status == "AUTHORISED"]
+        body["CreditNotes"] = [credit_nested(a) for a in inv.allocations]
+        body["Prepayments"] = []
+        body["Overpayments"] = []
+    body["AmountDue"] = inv.amount_due
+    body["AmountPaid"] = inv.amount_paid
+    body["AmountCredited"] = inv.amount_credited
+    if inv.type == "ACCREC":
+        body["SentToContact"] = inv.sent
+    body["CurrencyRate"] = inv.currency_rate
+    body["IsDiscounted"] = False
+    body["HasAttachments"] = False
+    body["HasErrors"] = False
+    body["Contact"] = (
+        {"ContactID": inv.contact.contact_id, "Name": inv.contact.name}
+        if summary
+        else contact_ref(inv.contact)
+    )
+    body["DateString"] = iso_date(inv.date)
+    body["Date"] = ms_date(inv.date)
+    body["DueDateString"] = iso_date(inv.due_date)
+    body["DueDate"] = ms_date(inv.due_date)
+    body["Status"] = inv.status
+    body["LineAmountTypes"] = "Exclusive"
+    if not summary:
+        body["LineItems"] = [line_json(line) for line in inv.lines] if lines else []
+    body["SubTotal"] = inv.sub_total
+    body["TotalTax"] = ZERO
+    body["Total"] = inv.total
+    body["UpdatedDateUTC"] = ms_datetime(inv.updated)
+    body["UpdatedDateUTCString"] = iso_utc(inv.updated)
+    body["CurrencyCode"] = inv.currency
+    if inv.fully_paid_on is not None and inv.status == "PAID":
+        body["FullyPaidOnDate"] = ms_date(inv.fully_paid_on)
+    return body
+
+
+def invoice_ref(inv: Invoice) -> dict[str, Any]:
+    """The invoice as nested in a payment or an allocation."""
+    return {
+        "Type": inv.type,
+        "InvoiceID": inv.invoice_id,
+        "InvoiceNumber": inv.number,
+        "Payments": [],
+        "CreditNotes": [],
+        "Prepayments": [],
+        "Overpayments": [],
+        "IsDiscounted": False,
+        "HasErrors": False,
+        "Contact": contact_ref(inv.contact),
+        "LineItems": [],
+        "CurrencyCode": inv.currency,
+    }
+
+
+def payment_json(org: Organisation, p: Payment) -> dict[str, Any]:
+    return {
+        "PaymentID": p.payment_id,
+        "Date": ms_date(p.date),
+        "BankAmount": p.amount,
+        "Amount": p.amount,
+        "Reference": p.reference,
+        "CurrencyRate": p.currency_rate,
+        "PaymentType": p.payment_type,
+        "Status": p.status,
+        "UpdatedDateUTC": ms_datetime(p.updated),
+        "UpdatedDateUTCString": iso_utc(p.updated),
+        "HasAccount": True,
+        "IsReconciled": False,
+        "Account": {"AccountID": org.bank_account_id, "Code": "090"},
+        "Invoice": invoice_ref(p.invoice),
+        "HasValidationErrors": False,
+    }
+
+
+def credit_note_json(c: CreditNote, *, lines: bool = True) -> dict[str, Any]:
+    return {
+        "CreditNoteID": c.credit_note_id,
+        "CreditNoteNumber": c.number,
+        "ID": c.credit_note_id,
+        "Type": c.type,
+        "Reference": c.reference,
+        "Payments": [],
+        "RemainingCredit": c.remaining,
+        "Allocations": [
+            {
+                "AllocationID": a.allocation_id,
+                "Amount": a.amount,
+                "Date": ms_date(a.date),
+                "Invoice": {
+                    "InvoiceID": a.invoice.invoice_id,
+                    "InvoiceNumber": a.invoice.number,
+                    "Payments": [],
+                    "CreditNotes": [],
+                    "Prepayments": [],
+                    "Overpayments": [],
+                    "HasErrors": False,
+                    "IsDiscounted": False,
+                    "LineItems": [],
+                },
+            }
+            for a in c.allocations
+        ],
+        "HasAttachments": False,
+        "HasErrors": False,
+        "Contact": contact_ref(c.contact),
+        "DateString": iso_date(c.date),
+        "Date": ms_date(c.date),
+        "Status": c.status,
+        "LineAmountTypes": "Exclusive",
+        "LineItems": [line_json(line) for line in c.lines] if lines else [],
+        "SubTotal": c.total,
+        "TotalTax": ZERO,
+        "Total": c.total,
+        "UpdatedDateUTC": ms_datetime(c.updated),
+        "UpdatedDateUTCString": iso_utc(c.updated),
+        "CurrencyCode": c.currency,
+        "CurrencyRate": c.currency_rate,
+        **({"FullyPaidOnDate": ms_date(c.date)} if c.status == "PAID" else {}),
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "Changes": entry.changes,
+        "DateUTCString": entry.at.strftime("%Y-%m-%dT%H:%M:%S"),
+        "DateUTC": ms_datetime(entry.at),
+        "User": entry.user,
+        "Details": entry.details,
+    }
