@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from arsync.sandbox.clock import SandboxClock
 
@@ -122,6 +124,20 @@ class PendingCode:
 
 def _token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def client_credentials(
+    authorization: str, form: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """Client id and secret from HTTP Basic (preferred) or the form (RFC 6749 section 2.3.1)."""
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as err:
+            raise OAuthError("invalid_client", "Malformed Basic authorization header", 401) from err
+        client_id, _, secret = decoded.partition(":")
+        return unquote_plus(client_id), unquote_plus(secret)
+    return form.get("client_id"), form.get("client_secret")
 
 
 def redirect_uri_allowed(registered: list[str], candidate: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import threading
@@ -16,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from arsync.sandbox.faults import FaultKind
-from arsync.sandbox.oauth import Client, OAuthError, TokenSet, redirect_uri_allowed
+from arsync.sandbox.oauth import (
+    Client,
+    OAuthError,
+    TokenSet,
+    client_credentials,
+    redirect_uri_allowed,
+)
 from arsync.sandbox.qbo import pages
 
 if TYPE_CHECKING:
@@ -273,14 +278,7 @@ class OAuthRoutes:
 
     # -- tokens -----------------------------------------------------------------------------------
     def _client(self, request: Request, form: dict[str, str]) -> Client:
-        client_id, secret = form.get("client_id"), form.get("client_secret")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError) as err:
-                raise OAuthError("invalid_client", "Malformed Basic header", 401) from err
-            client_id, _, secret = decoded.partition(":")
+        client_id, secret = client_credentials(request.headers.get("authorization", ""), form)
         return self.sim.authority.authenticate_client(client_id, secret)
 
     async def token(self, request: Request) -> Response:

@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from arsync.sandbox.faults import FaultKind
-from arsync.sandbox.oauth import Client, OAuthError, TokenSet, redirect_uri_allowed
+from arsync.sandbox.oauth import (
+    Client,
+    OAuthError,
+    TokenSet,
+    client_credentials,
+    redirect_uri_allowed,
+)
 
 if TYPE_CHECKING:
     from arsync.sandbox.xero.sim import XeroSim
@@ -262,15 +268,10 @@ class IdentityRoutes:
     def _client_credentials(
         self, request: Request, form: dict[str, str]
     ) -> tuple[str | None, str | None]:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                raw = base64.b64decode(auth[6:].strip()).decode()
-            except (ValueError, UnicodeDecodeError):
-                return None, None
-            cid, _, secret = raw.partition(":")
-            return cid, secret
-        return form.get("client_id"), form.get("client_secret")
+        try:
+            return client_credentials(request.headers.get("authorization", ""), form)
+        except OAuthError:
+            return None, None  # Xero answers a malformed header as any bad client
 
     def _token_error(self, err: OAuthError, **detail: Any) -> Response:
         self.sim.ledger.record(
