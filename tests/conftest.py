@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 
-from arsync.sandbox import Sandbox, SandboxServer, SandboxSettings
-
-#: Tests run on a fixed, frozen sandbox clock so that books and ages are the same every run.
-TEST_NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-
-
-def make_sandbox(**overrides: object) -> Sandbox:
-    settings = SandboxSettings(start=TEST_NOW, frozen=True, seed=7)
-    for key, value in overrides.items():
-        setattr(settings, key, value)
-    return Sandbox(settings)
+from arsync.sandbox import Sandbox, SandboxServer
+from tests.support import make_sandbox
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import CompanySpec, QboLimits
 from arsync.sandbox.faults import FaultKind
-from tests.conftest import make_sandbox
 from tests.contract.qbo_support import (
     CLIENT,
     REDIRECT_URI,
@@ -25,6 +24,7 @@ from tests.contract.qbo_support import (
     realm_of,
     token_request,
 )
+from tests.support import make_sandbox
 
 
 @pytest.fixture

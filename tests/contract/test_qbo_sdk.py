@@ -24,7 +24,6 @@ from quickbooks.objects.invoice import Invoice
 from quickbooks.objects.payment import Payment
 
 from arsync.sandbox import Sandbox, SandboxServer, SandboxSettings
-from tests.conftest import TEST_NOW
 from tests.contract.qbo_support import (
     CLIENT,
     REDIRECT_URI,
@@ -34,6 +33,7 @@ from tests.contract.qbo_support import (
     realm_of,
     redirect_params,
 )
+from tests.support import TEST_NOW
 
 
 @pytest.fixture(autouse=True)

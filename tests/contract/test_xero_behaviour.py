@@ -8,18 +8,14 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from arsync.sandbox import FaultKind, Sandbox, SandboxServer
 from arsync.sandbox.core import XeroLimits
-
-if TYPE_CHECKING:  # mypy names test modules by path; pytest puts this directory on sys.path
-    from tests.contract import xero_support as xs
-else:
-    import xero_support as xs
+from tests.contract import xero_support as xs
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -18,11 +18,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from arsync.sandbox import FaultKind, Sandbox, SandboxServer
 from arsync.sandbox.core import XeroLimits
-
-if TYPE_CHECKING:  # mypy names test modules by path; pytest puts this directory on sys.path
-    from tests.contract import xero_support as xs
-else:
-    import xero_support as xs
+from tests.contract import xero_support as xs
 
 SPECS = Path(__file__).parent / "openapi"
 

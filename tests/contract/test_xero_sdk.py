@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from xero_python.accounting import AccountingApi
@@ -15,11 +15,7 @@ from xero_python.exceptions import AccountingBadRequestException
 from xero_python.identity import IdentityApi
 
 from arsync.sandbox import Sandbox, SandboxServer
-
-if TYPE_CHECKING:  # mypy names test modules by path; pytest puts this directory on sys.path
-    from tests.contract import xero_support as xs
-else:
-    import xero_support as xs
+from tests.contract import xero_support as xs
 
 
 @pytest.fixture

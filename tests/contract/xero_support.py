@@ -6,18 +6,14 @@ import html
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS
-
-if TYPE_CHECKING:  # mypy names test modules by path; pytest puts tests/ on sys.path
-    from tests.conftest import make_sandbox
-else:
-    from conftest import make_sandbox
+from tests.support import make_sandbox
 
 __all__ = ["make_sandbox"]
 

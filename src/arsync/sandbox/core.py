@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,10 @@ DEMO_CLIENTS: dict[str, Client] = {
         redirect_uris=["http://localhost/callback", "http://127.0.0.1/callback"],
     ),
 }
+
+
+#: from this many invoices in all, the sandbox takes its books out of garbage collection
+LARGE_BOOKS = 20_000
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,14 @@ class Sandbox:
         self.platforms: dict[str, PlatformSim] = {"qbo": self.qbo, "xero": self.xero}
         for platform, client in DEMO_CLIENTS.items():
             self.register_client(platform, client)
-        for spec in self.settings.company_specs():
+        specs = self.settings.company_specs()
+        for spec in specs:
             self.add_company(spec)
+        if sum(spec.invoices for spec in specs) >= LARGE_BOOKS:
+            # Large books are millions of long-lived objects; without this every full garbage
+            # collection walks them all, and a single page of 1000 invoices takes seconds.
+            # Frozen objects are never collected, so small (test) sandboxes are left alone.
+            gc.freeze()
 
     # -- set-up --------------------------------------------------------------------------------
     def add_company(self, spec: CompanySpec) -> TenantInfo:

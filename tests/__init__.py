@@ -1,0 +1,1 @@
+"""arsync's tests."""

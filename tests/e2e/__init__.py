@@ -1,0 +1,1 @@
+"""End-to-end tests: the command line and real loopback HTTP."""
