@@ -128,26 +128,35 @@ class _Pipeline:
             await self.app(scope, receive, send)
             return
         status_box: dict[str, int] = {}
+        recorded = False
 
-        async def record_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_box["status"] = message["status"]
-            await send(message)
-
-        try:
-            await self._run(scope, receive, record_send, classified, status_box)
-        finally:
-            if classified.counted:
+        def record(status: int | None) -> None:
+            nonlocal recorded
+            if classified.counted and not recorded:
+                recorded = True
                 sim.ledger.record(
                     sim.name,
                     "request",
                     tenant=classified.tenant,
                     endpoint=classified.endpoint,
-                    status=status_box.get("status"),
+                    status=status,
                     idempotency_key=_idempotency_key(scope),
                     path=scope.get("path", ""),
                     query=scope.get("query_string", b"").decode("latin-1"),
                 )
+
+        async def record_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box["status"] = message["status"]
+                # In the ledger before the client can see the answer, so a test that reads the
+                # ledger right after a reply always finds the request there.
+                record(message["status"])
+            await send(message)
+
+        try:
+            await self._run(scope, receive, record_send, classified, status_box)
+        finally:
+            record(status_box.get("status"))  # dropped connections: never answered
 
     async def _run(
         self,
