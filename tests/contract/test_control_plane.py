@@ -96,3 +96,26 @@ def test_events_tokens_and_ledger(server: SandboxServer, sandbox: Sandbox) -> No
     assert sum(counts.values()) == 3
     events = sandbox.ledger.entries(kind="business_event")
     assert len(events) == 1
+
+
+def test_bad_input_gets_a_clear_400_never_a_crash(server: SandboxServer) -> None:
+    base = f"{server.url}/_sandbox"
+    cases: list[tuple[str, str, object, str]] = [
+        ("GET", "/ledger?since=abc", None, "since: a whole number"),
+        ("GET", "/ledger?status=x", None, "status: a whole number"),
+        ("POST", "/events", [], "JSON object"),
+        ("POST", "/events", {"platform": "qbo", "tenant": "nope", "type": "payment"}, "nope"),
+        ("POST", "/events", {"platform": "sage", "tenant": "x", "type": "payment"}, "sage"),
+        ("POST", "/faults?seed=x", {"kind": "drop"}, "seed: a whole number"),
+        ("POST", "/faults", {"kind": "drop", "times": "many"}, "whole numbers"),
+        ("POST", "/faults", {"kind": "drop", "skip": -1}, "negative"),
+        ("POST", "/faults", {"kind": "drop", "params": [1]}, "params"),
+        ("POST", "/tokens/expire", {"platform": "sage"}, "sage"),
+        ("POST", "/tokens/expire", {}, "platform is required"),
+        ("POST", "/clock", {"advance": "1e400"}, "100 years"),
+        ("POST", "/clock", {"set": "2027-01-01T00:00:00"}, "UTC offset"),
+    ]
+    for method, path, body, message in cases:
+        reply = httpx.request(method, base + path, json=body)
+        assert reply.status_code == 400, (path, reply.text)
+        assert message in reply.json()["error"], (path, reply.text)

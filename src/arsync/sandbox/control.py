@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from arsync.sandbox.core import Sandbox
 
 
+#: the furthest one call may move the clock
+MAX_ADVANCE = 100 * 366 * 86400.0
+
+
 class ControlError(ValueError):
     pass
 
@@ -29,6 +33,13 @@ async def _json(request: Request) -> Any:
         return await request.json()
     except ValueError as err:
         raise ControlError(f"the body is not JSON: {err}") from err
+
+
+def _int(raw: object, name: str) -> int:
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise ControlError(f"{name}: a whole number, got {raw!r}") from None
 
 
 def _dict(body: Any) -> dict[str, Any]:
@@ -87,6 +98,8 @@ def control_app(sandbox: Sandbox) -> Starlette:
                     seconds = float(body["advance"])
                 except (TypeError, ValueError) as err:
                     raise ControlError("advance: a number of seconds") from err
+                if not 0 <= seconds <= MAX_ADVANCE:
+                    raise ControlError(f"advance: from 0 to {MAX_ADVANCE:.0f} seconds (100 years)")
                 sandbox.clock.advance(timedelta(seconds=seconds))
         return JSONResponse(
             {"now": sandbox.clock.now().isoformat(), "frozen": sandbox.clock.frozen}
@@ -105,7 +118,7 @@ def control_app(sandbox: Sandbox) -> Starlette:
             body = await _json(request)
             rules = body if isinstance(body, list) else [body]
             if "seed" in request.query_params:
-                sandbox.faults.reseed(int(request.query_params["seed"]))
+                sandbox.faults.reseed(_int(request.query_params["seed"], "seed"))
             added = [sandbox.faults.add(FaultRule.from_json(_dict(r))) for r in rules]
             return JSONResponse([r.to_json() for r in added], status_code=201)
         if request.method == "DELETE":
@@ -124,9 +137,9 @@ def control_app(sandbox: Sandbox) -> Starlette:
             k: q[k] for k in ("platform", "kind", "tenant", "endpoint", "idempotency_key") if k in q
         }
         if "status" in q:
-            filters["status"] = int(q["status"])
+            filters["status"] = _int(q["status"], "status")
         if "since" in q:
-            filters["since_seq"] = int(q["since"])
+            filters["since_seq"] = _int(q["since"], "since")
         entries = sandbox.ledger.entries(**filters)
         return JSONResponse({"count": len(entries), "entries": [e.to_json() for e in entries]})
 
@@ -154,8 +167,10 @@ def control_app(sandbox: Sandbox) -> Starlette:
                 if hasattr(result, "__await__"):
                     result = await result
                 return result  # type: ignore[no-any-return]
-            except (ControlError, ValueError, KeyError) as err:
-                return _error(str(err).strip("'\""))
+            except KeyError as err:  # a missing key: its name, without repr quotes
+                return _error(f"missing {err.args[0]}" if err.args else "missing key")
+            except (ControlError, ValueError, TypeError, OverflowError) as err:
+                return _error(str(err))
 
         return wrapped
 

@@ -74,19 +74,31 @@ class FaultRule:
         except (KeyError, ValueError) as err:
             choices = ", ".join(k.value for k in FaultKind)
             raise ValueError(f"fault rule needs kind, one of: {choices}") from err
-        probability = float(data.get("probability", 1.0))
+        try:
+            probability = float(data.get("probability", 1.0))
+            times = data.get("times", 1)
+            times = None if times is None else int(times)
+            skip = int(data.get("skip", 0))
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                "probability is a number; times (or null) and skip whole numbers"
+            ) from err
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be between 0 and 1")
-        times = data.get("times", 1)
+        if (times is not None and times < 0) or skip < 0:
+            raise ValueError("times and skip cannot be negative")
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            raise ValueError("params must be an object")
         return cls(
             kind=kind,
             platform=str(data.get("platform", "*")),
             endpoint=str(data.get("endpoint", "*")),
             tenant=data.get("tenant"),
-            times=None if times is None else int(times),
-            skip=int(data.get("skip", 0)),
+            times=times,
+            skip=skip,
             probability=probability,
-            params=dict(data.get("params", {})),
+            params=dict(params),
         )
 
     def matches(self, platform: str, endpoint: str, tenant: str | None) -> bool:
