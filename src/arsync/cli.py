@@ -37,11 +37,15 @@ def _fail(err: ArsyncError) -> typer.Exit:
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated books.")] = 1,
-    customers: Annotated[int, typer.Option(min=1, help="Customers per company.")] = 40,
-    invoices: Annotated[int, typer.Option(min=0, help="Invoices per company.")] = 300,
+    customers: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per company.")] = 40,
+    invoices: Annotated[int, typer.Option(min=0, max=100_000, help="Invoices per company.")] = 300,
 ) -> None:
-    """Try arsync without an account: start the sandbox, read its two demo companies over HTTP
-    and show what their customers owe, aged by days overdue."""
+    """Try arsync without an account: the two demo companies' receivables, aged.
+
+    Starts the sandbox on a free loopback port, connects to its QuickBooks Online company and its
+    Xero organisation, reads their open invoices through the platforms' APIs and shows what their
+    customers owe, aged by days overdue.
+    """
     from arsync.demo import render, run_demo
 
     try:
@@ -64,14 +68,14 @@ def sandbox_serve(
     ] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the generated books.")] = 1,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    customers: Annotated[int, typer.Option(min=1, help="Customers per company.")] = 40,
-    invoices: Annotated[int, typer.Option(min=0, help="Invoices per company.")] = 300,
+    customers: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per company.")] = 40,
+    invoices: Annotated[int, typer.Option(min=0, max=100_000, help="Invoices per company.")] = 300,
     latency: Annotated[float, typer.Option(min=0, help="Seconds added to every API call.")] = 0.0,
 ) -> None:
     """Serve the simulated QuickBooks Online and Xero until interrupted (Ctrl-C).
 
-    Prints the base URL that stands for each real host, the demo OAuth clients and the
-    companies; the consent pages open in a browser.
+    Prints the base URL that stands for each real host, the demo OAuth clients, the companies
+    and two consent-page links to open in a browser.
     """
     import uvicorn
 
