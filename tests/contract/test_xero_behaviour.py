@@ -109,6 +109,8 @@ def test_concurrency_cap() -> None:
         assert statuses.count(200) >= 2 and statuses.count(429) >= 1
         refused = [r for r in answers if r.status_code == 429]
         assert all(r.headers["X-Rate-Limit-Problem"] == "concurrent" for r in refused)
+        # Xero names a wait only for the minute and day limits
+        assert all("Retry-After" not in r.headers for r in refused)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -159,6 +161,19 @@ def test_if_modified_since_in_http_and_iso_forms(xero: Xero) -> None:
         assert api.get("/Invoices", headers={"If-Modified-Since": later}).json()["Invoices"] == []
 
 
+def test_odd_if_modified_since_values_never_fail(xero: Xero) -> None:
+    with xero.client() as api:
+        everything = len(api.get("/Invoices").json()["Invoices"])
+        for header, expected in (
+            ("not a date", everything),  # unreadable: ignored, as HTTP says
+            ("0001-01-01T00:00:00+01:00", everything),
+            ("9999-12-31T23:59:59-01:00", 0),
+        ):
+            answer = api.get("/Invoices", headers={"If-Modified-Since": header})
+            assert answer.status_code == 200, (header, answer.text)
+            assert len(answer.json()["Invoices"]) == expected, header
+
+
 def test_where_statuses_ids_and_order(xero: Xero) -> None:
     contact = open_invoice(xero).contact
     with xero.client() as api:
@@ -181,6 +196,38 @@ def test_where_statuses_ids_and_order(xero: Xero) -> None:
         assert bad.status_code == 400 and bad.json()["Type"] == "QueryParseException"
         one = api.get(f"/Invoices/{rows[0]['InvoiceNumber']}").json()["Invoices"][0]
         assert one["InvoiceID"] == rows[0]["InvoiceID"], "an invoice reads by its number too"
+
+
+def test_hostile_filters_are_query_parse_errors(xero: Xero) -> None:
+    with xero.client() as api:
+        for where in (
+            "(" * 200 + 'Type=="ACCREC"' + ")" * 200,
+            "NOT " * 200 + 'Type=="ACCREC"',
+            " AND ".join(['Type=="ACCREC"'] * 1000),
+            "Date>=DateTime(2026,1,1,99999999999999999999,0,0)",
+        ):
+            refused = api.get("/Invoices", params={"where": where})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["ErrorNumber"] == 16
+            assert refused.json()["Type"] == "QueryParseException"
+        both = api.get("/Invoices", params={"where": 'Type<>"ACCPAY" AND Status<>"DRAFT"'})
+        rows = both.json()["Invoices"]
+        assert rows and all(r["Type"] == "ACCREC" and r["Status"] != "DRAFT" for r in rows)
+
+
+def test_a_handler_failure_still_answers_like_xero(
+    xero: Xero, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(call: Any) -> Any:
+        raise RuntimeError("sandbox bug")
+
+    monkeypatch.setattr(xero.sandbox.xero.accounting, "list_contacts", broken)
+    with xero.client() as api:
+        failed = api.get("/Contacts")
+        assert failed.status_code == 500
+        assert failed.headers["content-type"].startswith("application/json")
+        assert failed.json()["Title"] == "An error occurred" and failed.json()["Status"] == 500
+        assert api.get("/Invoices", params={"page": "1"}).status_code == 200
 
 
 # -- access ---------------------------------------------------------------------------------------
@@ -384,6 +431,30 @@ def test_history_details_limit(xero: Xero) -> None:
         assert [h["Details"] for h in history].count("x" * 250) == 1
 
 
+def test_unreadable_history_bodies_are_post_data_errors(xero: Xero) -> None:
+    inv = open_invoice(xero)
+    path = f"/Invoices/{inv.invoice_id}/History"
+    with xero.client() as api:
+        for body in (
+            b"{not json",
+            b"\xff\xfe",
+            b"[" * 50_000 + b"]" * 50_000,
+            b'[{"Details": "x"}]',
+            b'{"HistoryRecords": "x"}',
+            b'{"HistoryRecords": ["x"]}',
+            b'{"HistoryRecords": [{"Details": {"text": "x"}}]}',
+        ):
+            refused = api.put(path, content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 400, (body[:40], refused.text)
+            assert refused.json()["ErrorNumber"] == 14
+            assert refused.json()["Type"] == "PostDataInvalidException"
+        empty = api.put(path, json={"HistoryRecords": []})
+        assert empty.status_code == 400 and empty.json()["ErrorNumber"] == 10
+        number = api.put(path, json={"HistoryRecords": [{"Details": 42}]})
+        assert number.status_code == 200 and number.json()["HistoryRecords"][0]["Details"] == "42"
+    assert xero.sandbox.ledger.count(kind="note_added") == 1
+
+
 def test_email_preconditions_and_daily_cap() -> None:
     with running(xero=XeroLimits(emails_per_day=1)) as x, x.client() as api:
 
@@ -418,6 +489,76 @@ def test_email_preconditions_and_daily_cap() -> None:
         with xs.api(x.server, fresh, x.tenant) as tomorrow:
             resent = tomorrow.post(f"/Invoices/{inv.invoice_id}/Email", json={})
         assert resent.status_code == 204, "the cap is per day"
+
+
+def test_email_goes_to_contact_persons_included_in_emails(xero: Xero) -> None:
+    inv = open_invoice(xero)
+    contact = inv.contact.contact_id
+
+    def change(**event: Any) -> None:
+        xero.sandbox.event(
+            "xero", xero.tenant, {"type": "email_change", "contact": contact, **event}
+        )
+
+    left_out = {"first_name": "Pat", "email": "pat@example.com", "include_in_emails": False}
+    change(email=None, persons=[left_out])
+    with xero.client() as api:
+        refused = api.post(f"/Invoices/{inv.invoice_id}/Email", json={})
+        assert refused.status_code == 400
+        assert "email address" in refused.json()["Elements"][0]["ValidationErrors"][0]["Message"]
+        change(
+            persons=[
+                left_out,
+                {"first_name": "Ann", "email": "ap@example.com", "include_in_emails": True},
+            ]
+        )
+        shown = api.get(f"/Contacts/{contact}").json()["Contacts"][0]
+        assert shown["EmailAddress"] == ""
+        assert [(p["EmailAddress"], p["IncludeInEmails"]) for p in shown["ContactPersons"]] == [
+            ("pat@example.com", False),
+            ("ap@example.com", True),
+        ]
+        assert api.post(f"/Invoices/{inv.invoice_id}/Email", json={}).status_code == 204
+    sent = xero.sandbox.ledger.entries(kind="email_sent")
+    assert [e.detail["to"] for e in sent] == ["ap@example.com"]
+
+
+def test_concurrent_writes_keep_the_books_consistent() -> None:
+    limits = XeroLimits(concurrent=50, per_minute=500, emails_per_day=3)
+    with running(xero=limits) as x:
+        targets = [
+            i
+            for i in x.org.invoice_list
+            if i.type == "ACCREC" and i.status == "AUTHORISED" and i.contact.email
+        ][:8]
+        note_target = targets[0]
+        answers: list[int] = []
+        barrier = threading.Barrier(16)
+
+        def email(inv: Any) -> None:
+            with x.client() as api:
+                barrier.wait()
+                answers.append(api.post(f"/Invoices/{inv.invoice_id}/Email", json={}).status_code)
+
+        def note(n: int) -> None:
+            body = {"HistoryRecords": [{"Details": f"note {n}"}]}
+            with x.client() as api:
+                barrier.wait()
+                path = f"/Invoices/{note_target.invoice_id}/History"
+                answers.append(api.put(path, json=body).status_code)
+
+        threads = [threading.Thread(target=email, args=(inv,)) for inv in targets]
+        threads += [threading.Thread(target=note, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(answers) == [200] * 8 + [204] * 3 + [400] * 5, "the daily cap holds exactly"
+        assert x.sandbox.ledger.count(kind="email_sent") == 3
+        with x.client() as api:
+            history = api.get(f"/Invoices/{note_target.invoice_id}/History").json()
+        notes = [h["Details"] for h in history["HistoryRecords"] if h["Details"].startswith("note")]
+        assert sorted(notes) == sorted(f"note {n}" for n in range(8))
 
 
 # -- transport faults -----------------------------------------------------------------------------

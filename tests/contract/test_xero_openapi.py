@@ -158,6 +158,16 @@ def test_payments_credit_notes_and_contacts(
     accounting_spec: OpenAPI, sandbox: Sandbox, xero: httpx.Client
 ) -> None:
     org = sandbox.xero.orgs[xs.tenant_of(sandbox)]
+    person = {"first_name": "Ann", "last_name": "Lee", "email": "ap@example.com"}
+    sandbox.event(
+        "xero",
+        org.tenant_id,
+        {
+            "type": "email_change",
+            "contact": org.contact_list[0].contact_id,
+            "persons": [{**person, "include_in_emails": True}],
+        },
+    )
     for path, params in (
         ("/Payments", {}),
         ("/Payments", {"page": "1", "pageSize": "50"}),
@@ -196,6 +206,13 @@ def test_validation_errors(
     assert long_note.status_code == 400
     check(accounting_spec, long_note)
     assert long_note.json()["ErrorNumber"] == 10
+    unreadable = xero.put(
+        f"/Invoices/{draft}/History",
+        content=b'{"HistoryRecords": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert unreadable.status_code == 400 and unreadable.json()["ErrorNumber"] == 14
+    check(accounting_spec, unreadable)
     bad_where = xero.get("/Invoices", params={"where": "Status=="})
     assert bad_where.status_code == 400
     check_schema(accounting_doc, "Error", bad_where.json())

@@ -136,3 +136,31 @@ def test_rejects_unknown_fields() -> None:
 
 def test_a_single_equals_sign_reads_as_equality() -> None:
     assert matches('Status="AUTHORISED"', Rec())
+
+
+def test_angle_brackets_read_as_inequality() -> None:
+    # Xero's filters are .NET Dynamic LINQ, where `<>` is `!=`
+    assert parse('Type<>"ACCPAY"') == Compare("Type", "!=", "ACCPAY")
+    assert matches('Type<>"ACCPAY"', Rec()) and not matches('Type<>"ACCREC"', Rec())
+
+
+def test_long_chains_compile_and_evaluate_without_recursion() -> None:
+    chain = " AND ".join(['Type=="ACCREC"'] * 400)
+    assert matches(chain, Rec())
+    either = " OR ".join(['Type=="ACCPAY"'] * 399 + ['Status=="AUTHORISED"'])
+    assert matches(either, Rec())
+    assert fields_of(parse(either)) == {"type", "status"}
+
+
+@pytest.mark.parametrize(
+    ("expr", "reason"),
+    [
+        ("(" * 100 + 'Type=="ACCREC"' + ")" * 100, "nests deeper"),
+        ("NOT " * 100 + 'Type=="ACCREC"', "nests deeper"),
+        (" AND ".join(['Type=="ACCREC"'] * 600), "more than 500 conditions"),
+        ("Date>DateTime(2026,1,1,99999999999999999999,0,0)", "not a date"),
+    ],
+)
+def test_hostile_expressions_are_parse_errors(expr: str, reason: str) -> None:
+    with pytest.raises(WhereError, match=reason):
+        where_predicate(expr, FIELDS, DATES)

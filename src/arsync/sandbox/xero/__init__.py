@@ -14,6 +14,20 @@ Decisions where Xero's documentation is silent, and known deviations:
 - If-Modified-Since is read to the second and is inclusive (UpdatedDateUTC >= the header);
   ISO 8601 (as xero-python sends it; naive means UTC) and RFC 1123 forms are accepted, an
   unreadable value is ignored.
+- `where` is read as .NET Dynamic LINQ reads it (`=`/`==`, `!=`/`<>`, AND/&&, OR/||, NOT/!,
+  keywords in any case). A filter nesting deeper than 64 levels or holding more than 500
+  conditions is refused as a QueryParseException (ErrorNumber 16) — our limits, not Xero's.
+- A request body Xero could not deserialise (not JSON, not UTF-8, or the wrong JSON types such as
+  `"HistoryRecords": "x"`) gets ErrorNumber 14 PostDataInvalidException; a readable body that
+  breaks a rule gets ErrorNumber 10 ValidationException. A number given as Details is read as
+  its text, as Xero's deserialiser does.
+- An emailed invoice goes to the contact's EmailAddress and to every ContactPersons entry with
+  IncludeInEmails; either alone is enough, and with neither the email is refused. The
+  `email_change` event sets the address and/or the persons.
+- 429s name the limit in X-Rate-Limit-Problem (minute, day, appminute, concurrent); Retry-After
+  comes with every one except concurrent, for which Xero gives no wait.
+- A failure inside the sandbox itself answers with Xero's 500 body (the traceback goes to the
+  log), so a client sees what it would see from Xero.
 - JSON only: a request without `Accept: application/json` gets 406, where Xero would send XML.
 - Validation messages for email preconditions, the 250-character note limit and idempotency-key
   reuse follow Xero's shape (ErrorNumber 10, ValidationException) with our own wording.

@@ -370,14 +370,25 @@ class AccountingRoutes:
         if inv is None:
             return not_found()
         body = await _json_body(call.request)
-        records = body.get("HistoryRecords") if isinstance(body, dict) else None
-        if not isinstance(records, list) or not records:
+        # A body Xero cannot deserialise (not JSON, or the wrong JSON types) is its error 14.
+        if not isinstance(body, dict):
+            return post_data_invalid("the body must be a JSON object")
+        records = body.get("HistoryRecords")
+        if records is not None and not isinstance(records, list):
+            return post_data_invalid("HistoryRecords must be an array")
+        if not records:
             return validation_error(["A HistoryRecords array with at least one record is required"])
         limit = self.limits.history_details_max
         details: list[str] = []
         for record in records:
-            text = record.get("Details") if isinstance(record, dict) else None
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(record, dict):
+                return post_data_invalid("each history record must be an object")
+            text = record.get("Details")
+            if isinstance(text, int | float) and not isinstance(text, bool):
+                text = str(text)  # Xero's deserialiser turns a number into its text
+            elif text is not None and not isinstance(text, str):
+                return post_data_invalid("Details must be a string")
+            if text is None or not text.strip():
                 return validation_error(["The Details field is required"])
             if "\x00" in text:
                 return validation_error(["The Details field contains invalid characters"])
@@ -422,9 +433,11 @@ class AccountingRoutes:
             return validation_error(["Invoice not of valid type for sending by email"], element)
         if inv.status not in ("SUBMITTED", "AUTHORISED", "PAID"):
             return validation_error(["Invoice not of valid status for sending by email"], element)
-        email = inv.contact.email
-        if not email:
+        recipients = inv.contact.email_recipients()
+        if not recipients:
+            # neither the contact's EmailAddress nor a contact person with IncludeInEmails
             return validation_error(["The contact does not have a valid email address"], element)
+        email = ", ".join(recipients)
         today = call.now.date()
         sent_today = call.org.emails_by_day.get(today, 0)
         if sent_today >= self.limits.emails_per_day:
@@ -531,7 +544,8 @@ async def _json_body(request: Request) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # not JSON (or not UTF-8), or nested past what the parser takes: the handler refuses it
         return None
 
 
@@ -566,6 +580,13 @@ def expired_detail(access: AccessToken | None) -> str:
     if access is None:
         return "TokenExpired: token expired"
     return f"TokenExpired: token expired at {access.expires_at:%m/%d/%Y %H:%M:%S}"
+
+
+def post_data_invalid(reason: str) -> Response:
+    """HTTP 400, ErrorNumber 14: a request body Xero cannot read into its objects."""
+    return api_exception(
+        14, "PostDataInvalidException", f"JSON for post data was invalid, {reason}"
+    )
 
 
 def bad_query(message: str) -> Response:

@@ -48,7 +48,15 @@ def contact_full(c: Contact, summary: bool = False) -> dict[str, Any]:
     }
     if summary:
         return body
-    body["ContactPersons"] = []
+    body["ContactPersons"] = [
+        {
+            "FirstName": person.first_name,
+            "LastName": person.last_name,
+            "EmailAddress": person.email or "",
+            "IncludeInEmails": person.include_in_emails,
+        }
+        for person in c.persons
+    ]
     body["BankAccountDetails"] = ""
     body["Addresses"] = [
         {"AddressType": "POBOX", "City": c.city, "Country": "United Kingdom"},

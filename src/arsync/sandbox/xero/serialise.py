@@ -61,7 +61,11 @@ def parse_if_modified_since(raw: str | None) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    try:
+        return moment.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        # an offset pushing year 1 or 9999 off the calendar: before everything or after it
+        return None if moment.year == 1 else datetime.max.replace(microsecond=0, tzinfo=UTC)
 
 
 # -- JSON ---------------------------------------------------------------------------------------

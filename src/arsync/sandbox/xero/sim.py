@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,25 @@ from arsync.sandbox.xero.state import IdempotentReply, Organisation
 
 if TYPE_CHECKING:
     from arsync.sandbox.core import Sandbox
+
+_log = logging.getLogger(__name__)
+_SERVER_ERROR_TITLES = {
+    500: "An error occurred",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def server_error(status: int) -> Response:
+    """Xero's 5xx body."""
+    return problem(
+        status,
+        _SERVER_ERROR_TITLES.get(status, "An error occurred"),
+        "An error occurred in Xero. Check the API Status page "
+        "http://status.developer.xero.com for current service status.",
+    )
+
 
 _LIMIT_HEADERS = {
     "minute": "X-MinLimit-Remaining",
@@ -153,7 +173,10 @@ class XeroSim(PlatformSim):
 
     def _too_many(self, problem_name: str, retry_after: int, remaining: dict[str, int]) -> Response:
         headers = self._limit_headers(remaining)
-        headers["Retry-After"] = str(retry_after)
+        if problem_name != "concurrent":
+            # Xero sends Retry-After for the minute and day limits; a request refused for
+            # being one too many in flight gets none and may simply be tried again shortly.
+            headers["Retry-After"] = str(retry_after)
         headers["X-Rate-Limit-Problem"] = problem_name
         return problem(
             429,
@@ -178,19 +201,7 @@ class XeroSim(PlatformSim):
             return self._too_many("day", int(rule.params.get("retry_after", 40_000)), remaining)
         if rule.kind is FaultKind.EXPIRED_TOKEN:
             return unauthorised(expired_detail(None))
-        status = int(rule.params.get("status", 500))
-        titles = {
-            500: "An error occurred",
-            502: "Bad Gateway",
-            503: "Service Unavailable",
-            504: "Gateway Timeout",
-        }
-        return problem(
-            status,
-            titles.get(status, "An error occurred"),
-            "An error occurred in Xero. Check the API Status page "
-            "http://status.developer.xero.com for current service status.",
-        )
+        return server_error(int(rule.params.get("status", 500)))
 
     # -- routes -----------------------------------------------------------------------------------
     def routes_app(self) -> ASGIApp:
@@ -324,6 +335,11 @@ class XeroSim(PlatformSim):
                 return await handler(call)
             except QueryError as err:
                 return bad_query(str(err))
+            except Exception:
+                # A sandbox bug must still look like Xero to the client (its 500 body), not a
+                # bare traceback page; the traceback goes to the log.
+                _log.exception("xero handler %s failed", route.name)
+                return server_error(500)
 
     async def _idempotent(
         self,

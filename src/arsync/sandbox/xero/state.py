@@ -47,6 +47,16 @@ def parse_day(raw: Any, what: str) -> date:
         raise ValueError(f"{what} must be an ISO date like 2026-11-30, not {raw!r}") from err
 
 
+@dataclass(slots=True, frozen=True)
+class ContactPerson:
+    """One of a contact's people; Xero emails invoices to those with IncludeInEmails."""
+
+    first_name: str
+    last_name: str
+    email: str | None
+    include_in_emails: bool
+
+
 @dataclass(slots=True)
 class Contact:
     contact_id: str
@@ -61,6 +71,13 @@ class Contact:
     status: str = "ACTIVE"
     is_customer: bool = True
     is_supplier: bool = False
+    persons: tuple[ContactPerson, ...] = ()
+
+    def email_recipients(self) -> list[str]:
+        """Where Xero sends an emailed invoice: the contact's own address and every contact
+        person marked IncludeInEmails (an invoice can go out with either alone)."""
+        people = [p.email for p in self.persons if p.include_in_emails and p.email]
+        return list(dict.fromkeys(([self.email] if self.email else []) + people))
 
 
 @dataclass(slots=True)
@@ -646,19 +663,61 @@ class Organisation:
         return self._invoice_result(inv)
 
     def _ev_email_change(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
-        self._check_keys(event, {"contact", "email"})
-        if "email" not in event:
-            raise ValueError("email_change needs 'email' (an address, or null to remove it)")
+        """The contact's EmailAddress and/or its ContactPersons (replaced as a whole)."""
+        self._check_keys(event, {"contact", "email", "persons"})
+        if "email" not in event and "persons" not in event:
+            raise ValueError(
+                "email_change needs 'email' (an address, or null to remove it) and/or "
+                "'persons' (a list of {first_name, last_name, email, include_in_emails})"
+            )
         contact = self.contacts.get(str(event.get("contact", "")).lower())
         if contact is None:
             raise ValueError(f"email_change needs 'contact', a ContactID of {self.tenant_id}")
-        email = event["email"]
-        if email is not None and (not isinstance(email, str) or "@" not in email):
-            raise ValueError(f"email must be an address or null, not {email!r}")
-        contact.email = email or None
+        persons = contact.persons
+        if "persons" in event:
+            persons = _persons(event["persons"])
+        if "email" in event:
+            email = event["email"]
+            if email is not None and (not isinstance(email, str) or "@" not in email):
+                raise ValueError(f"email must be an address or null, not {email!r}")
+            contact.email = email or None
+        contact.persons = persons
         contact.updated = now
         return {
             "ContactID": contact.contact_id,
             "EmailAddress": contact.email,
+            "ContactPersons": [
+                {"EmailAddress": p.email, "IncludeInEmails": p.include_in_emails}
+                for p in contact.persons
+            ],
             "UpdatedDateUTC": now.isoformat(),
         }
+
+
+def _persons(raw: Any) -> tuple[ContactPerson, ...]:
+    if not isinstance(raw, list):
+        raise ValueError("persons must be a list of objects")
+    out: list[ContactPerson] = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) - {
+            "first_name",
+            "last_name",
+            "email",
+            "include_in_emails",
+        }:
+            raise ValueError(
+                "each person is an object of first_name, last_name, email, include_in_emails"
+            )
+        email = item.get("email")
+        if email is not None and (
+            not isinstance(email, str) or "@" not in email or "\x00" in email
+        ):
+            raise ValueError(f"a person's email must be an address or null, not {email!r}")
+        include = item.get("include_in_emails", False)
+        if not isinstance(include, bool):
+            raise ValueError("include_in_emails must be true or false")
+        names = (item.get("first_name", ""), item.get("last_name", ""))
+        if not all(isinstance(n, str) and "\x00" not in n for n in names):
+            raise ValueError("first_name and last_name must be text")
+        out.append(ContactPerson(str(names[0]), str(names[1]), email or None, include))
+    return tuple(out)

@@ -6,10 +6,13 @@ The subset Xero documents and integrations use:
     Contact.ContactID==guid("…") OR Date>=DateTime(2026,01,01)
     Name.Contains("Ltd") || NOT (IsCustomer==true)
 
-Comparisons `== != > >= < <=` between a field path and a literal (string, number, true, false,
+Comparisons `== = != <> > >= < <=` between a field path and a literal (string, number, true, false,
 null, guid("…"), DateTime(y,m,d[,h,mi,s])); string methods Contains / StartsWith / EndsWith;
 AND / && , OR / || (AND binds tighter), NOT / !, and parentheses. Field names are
 case-insensitive, as on Xero; string comparisons too (Xero filters run in its database).
+
+Expressions nest at most MAX_DEPTH deep (parentheses and NOT) and hold at most MAX_TERMS
+comparisons, so a hostile filter is a WhereError (Xero's 400), never a stack overflow.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from typing import Any
 
 Getter = Callable[[Any], Any]
 Predicate = Callable[[Any], bool]
+
+#: deepest nesting of parentheses and NOT the parser accepts
+MAX_DEPTH = 64
+#: most comparisons one expression may hold
+MAX_TERMS = 500
 
 
 class WhereError(ValueError):
@@ -70,7 +78,7 @@ _TOKEN = re.compile(
     (?P<ws>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*")
   | (?P<number>-?\d+(?:\.\d+)?)
-  | (?P<op>==|!=|>=|<=|&&|\|\||>|<|!|=)
+  | (?P<op>==|!=|<>|>=|<=|&&|\|\||>|<|!|=)
   | (?P<punct>[().,])
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     """,
@@ -108,6 +116,8 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
 
     def peek(self) -> _Tok | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -152,15 +162,22 @@ class _Parser:
         return node
 
     def parse_unary(self) -> Node:
-        if self.at_word("NOT", "!"):
-            self.take()
-            return Not(self.parse_unary())
         tok = self.peek()
-        if tok is not None and tok.text == "(":
-            self.take()
-            node = self.parse_or()
-            self.expect(")")
-            return node
+        if self.at_word("NOT", "!") or (tok is not None and tok.text == "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise WhereError(f"the expression nests deeper than {MAX_DEPTH} levels")
+            try:
+                if self.take().text == "(":
+                    node = self.parse_or()
+                    self.expect(")")
+                    return node
+                return Not(self.parse_unary())
+            finally:
+                self.depth -= 1
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise WhereError(f"the expression has more than {MAX_TERMS} conditions")
         return self.parse_comparison()
 
     def parse_path(self) -> tuple[list[str], str | None]:
@@ -193,7 +210,7 @@ class _Parser:
         tok = self.take()
         if tok.kind != "op" or tok.text in ("&&", "||", "!"):
             raise WhereError(f"expected a comparison after {path} at position {tok.pos}")
-        op = "==" if tok.text == "=" else tok.text
+        op = {"=": "==", "<>": "!="}.get(tok.text, tok.text)
         return Compare(path, op, self.parse_value())
 
     def parse_value(self) -> Any:
@@ -237,7 +254,7 @@ class _Parser:
             year, month, day, hour, minute, second = [*numbers, 0, 0, 0][:6]
             try:
                 return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-            except ValueError as err:
+            except (ValueError, OverflowError) as err:
                 raise WhereError(f"not a date: {err}") from err
         raise WhereError(f"unknown value {tok.text!r} at position {tok.pos}")
 
@@ -300,18 +317,13 @@ def compile_where(
         except KeyError:
             raise WhereError(f"unknown field {path!r}") from None
 
-    if isinstance(node, And):
-        left, right = (
-            compile_where(node.left, fields, date_fields),
-            compile_where(node.right, fields, date_fields),
-        )
-        return lambda rec: left(rec) and right(rec)
-    if isinstance(node, Or):
-        left, right = (
-            compile_where(node.left, fields, date_fields),
-            compile_where(node.right, fields, date_fields),
-        )
-        return lambda rec: left(rec) or right(rec)
+    if isinstance(node, And | Or):
+        # A chain `a AND b AND c …` is one flat list, so neither compiling nor evaluating it
+        # recurses once per condition.
+        parts = [compile_where(n, fields, date_fields) for n in _chain(node, type(node))]
+        if isinstance(node, And):
+            return lambda rec: all(p(rec) for p in parts)
+        return lambda rec: any(p(rec) for p in parts)
     if isinstance(node, Not):
         inner = compile_where(node.inner, fields, date_fields)
         return lambda rec: not inner(rec)
@@ -348,6 +360,20 @@ def compile_where(
     return comparison
 
 
+def _chain(node: Node, kind: type[And] | type[Or]) -> list[Node]:
+    """The operands of a run of one connective, left to right, without recursion."""
+    out: list[Node] = []
+    stack: list[Node] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, kind):
+            stack.append(current.right)
+            stack.append(current.left)
+        else:
+            out.append(current)
+    return out
+
+
 def where_predicate(
     text: str, fields: Mapping[str, Getter], date_fields: frozenset[str] = frozenset()
 ) -> Predicate:
@@ -358,7 +384,7 @@ def where_predicate(
 def fields_of(node: Node) -> set[str]:
     """Every field path the expression reads (lower-case)."""
     if isinstance(node, And | Or):
-        return fields_of(node.left) | fields_of(node.right)
+        return set().union(*(fields_of(n) for n in _chain(node, type(node))))
     if isinstance(node, Not):
         return fields_of(node.inner)
     return {node.path.lower()}
