@@ -664,6 +664,9 @@ def test_bad_events_raise_value_errors(sandbox: Sandbox) -> None:
         {"type": "payment", "invoice": "1", "amount": "lots"},
         {"type": "edit", "invoice": "1"},
         {"type": "create_invoice", "customer": "1"},
+        {"type": "create_invoice", "customer": "1", "amount": "5", "terms_days": 10**10},
+        {"type": "create_invoice", "customer": "1", "amount": "NaN"},
+        {"type": "payment", "invoice": "1", "amount": "1e40"},
     ):
         with pytest.raises(ValueError):
             sandbox.event("qbo", realm, event)
@@ -723,3 +726,260 @@ def test_client_auth_in_the_body_and_revocation(server: SandboxServer, sandbox: 
     assert dead.json() == {"error": "invalid_grant"}
     api = Api(server, realm_of(sandbox), posted.json()["access_token"])
     assert api.get("companyinfo/x").status_code == 401
+
+
+# -- malformed input, exact money and concurrent writers ---------------------------------------
+@pytest.fixture
+def roomy() -> Iterator[tuple[Sandbox, Api]]:
+    """Many calls at one frozen instant: the per-second limit is lifted rather than waited out."""
+    with serving(qbo=QboLimits(per_second=1000)) as (sandbox, _server, client):
+        yield sandbox, client
+
+
+def _raw(api: Api, path: str, content: bytes, content_type: str = "application/json") -> Any:
+    return api.client.post(
+        f"{api.base}/{path}",
+        content=content,
+        headers={"Content-Type": content_type},
+        params={"minorversion": 75},
+    )
+
+
+def test_malformed_input_gets_validation_faults_never_a_500(roomy: tuple[Sandbox, Api]) -> None:
+    sandbox, api = roomy
+    realm = realm_of(sandbox)
+    company = sandbox.qbo.companies[realm]
+    inv = _open_invoice(sandbox)
+    cust = str(inv.customer_id)
+    line = {"DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}
+    count_before = len(company.invoices)
+    balance_before = api.get(f"customer/{cust}").json()["Customer"]["Balance"]
+    cases: list[tuple[str, Any]] = [
+        ("invoice", b'{"CustomerRef":{"value":"1"},"Line":[{"Amount":NaN}]}'),
+        ("invoice", b"\xff\xfe{}"),
+        ("invoice", {"CustomerRef": {"value": cust}, "Line": [{**line, "Amount": "NaN"}]}),
+        ("invoice", {"CustomerRef": {"value": cust}, "Line": [{**line, "Amount": "1e30"}]}),
+        (
+            "invoice",
+            b'{"CustomerRef":{"value":"1"},"Line":[{"DetailType":"SalesItemLineDetail",'
+            b'"Amount":1e999999,"SalesItemLineDetail":{}}]}',
+        ),
+        (
+            "invoice",
+            {
+                "CustomerRef": {"value": cust},
+                "Line": [{**line, "Amount": 5, "SalesItemLineDetail": "x"}],
+            },
+        ),
+        (
+            "invoice",
+            {
+                "CustomerRef": {"value": cust},
+                "Line": [{**line, "Amount": 5}],
+                "DocNumber": "X" * 22,
+            },
+        ),
+        (
+            "invoice",
+            {
+                "Id": str(inv.id),
+                "SyncToken": str(inv.sync),
+                "sparse": True,
+                "BillEmail": "not-an-object@example.com",
+            },
+        ),
+        ("attachable", {"Note": "n", "AttachableRef": ["x"]}),
+        ("attachable", {"Note": {"text": "n"}, "AttachableRef": []}),
+        ("attachable", {"Note": "n", "AttachableRef": [{"EntityRef": "Invoice"}]}),
+        ("customer", {"DisplayName": "New Co", "PrimaryPhone": "555"}),
+        ("customer", {"DisplayName": {"name": "x"}}),
+        ("customer", {"Id": cust, "SyncToken": "0", "sparse": True, "Active": "perhaps"}),
+    ]
+    for path, body in cases:
+        reply = _raw(api, path, body) if isinstance(body, bytes) else api.post(path, body)
+        assert reply.status_code == 400, (path, body, reply.text)
+        fault = reply.json()["Fault"]
+        assert fault["type"] == "ValidationFault" and "time" in reply.json()
+        assert set(fault["Error"][0]) == {"Message", "Detail", "code", "element"}
+    queries = [
+        _raw(api, "query", b"\xff\xfeSELECT", "application/text"),
+        api.query("SELECT * FROM Invoice STARTPOSITION 99999999999999999999999"),
+        api.query(
+            "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '0001-01-01T00:00+14:00'"
+        ),
+        api.get("cdc", entities="Invoice", changedSince="9999-12-31T23:59:59-14:00"),
+    ]
+    for reply in queries:
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["Fault"]["Error"][0]["code"] in {"4000", "4001", "2010"}
+    assert api.get(f"invoice/{inv.id}", minorversion="9" * 5000).status_code == 200
+    assert len(company.invoices) == count_before  # nothing half-made
+    assert api.get(f"customer/{cust}").json()["Customer"]["Balance"] == balance_before
+
+
+def test_a_refused_update_changes_nothing(roomy: tuple[Sandbox, Api]) -> None:
+    sandbox, api = roomy
+    inv = _open_invoice(sandbox)
+    before = api.get(f"invoice/{inv.id}").json()["Invoice"]
+    bad_date = {
+        "Id": before["Id"],
+        "SyncToken": before["SyncToken"],
+        "sparse": True,
+        "PrivateNote": "should not stick",
+        "DueDate": "next Friday",
+    }
+    assert fault_codes(api.post("invoice", bad_date).json()) == ["2010"]
+    assert api.get(f"invoice/{inv.id}").json()["Invoice"] == before
+    customer = api.get(f"customer/{inv.customer_id}").json()["Customer"]
+    taken = next(
+        c.display_name
+        for c in sandbox.qbo.companies[realm_of(sandbox)].customers.values()
+        if c.id != inv.customer_id
+    )
+    rename = {
+        "Id": customer["Id"],
+        "SyncToken": customer["SyncToken"],
+        "sparse": True,
+        "Notes": "should not stick",
+        "DisplayName": taken,
+    }
+    assert fault_codes(api.post("customer", rename).json()) == ["6240"]
+    assert api.get(f"customer/{inv.customer_id}").json()["Customer"] == customer
+
+
+def test_amounts_are_exact_decimals_end_to_end(roomy: tuple[Sandbox, Api]) -> None:
+    sandbox, api = roomy
+    inv = _open_invoice(sandbox)
+    cust = str(inv.customer_id)
+    before = Decimal(str(api.get(f"customer/{cust}").json()["Customer"]["Balance"]))
+    lines = (
+        '{"DetailType":"SalesItemLineDetail","Amount":0.1,"SalesItemLineDetail":{}},'
+        '{"DetailType":"SalesItemLineDetail","Amount":0.2,'
+        '"SalesItemLineDetail":{"Qty":3,"UnitPrice":0.0666666666666666666}}'
+    )
+    body = ('{"CustomerRef":{"value":"' + cust + '"},"Line":[' + lines + "]}").encode()
+    made = _raw(api, "invoice", body)
+    assert made.status_code == 200, made.text
+    assert '"TotalAmt":0.30' in made.text and '"Balance":0.30' in made.text
+    after = Decimal(str(api.get(f"customer/{cust}").json()["Customer"]["Balance"]))
+    assert after - before == Decimal("0.30")
+
+
+def test_string_booleans_are_read_as_booleans(api: Api, sandbox: Sandbox) -> None:
+    inv = _open_invoice(sandbox)
+    customer = api.get(f"customer/{inv.customer_id}").json()["Customer"]
+    update = {
+        "Id": customer["Id"],
+        "SyncToken": customer["SyncToken"],
+        "sparse": "true",
+        "Active": "false",
+    }
+    saved = api.post("customer", update).json()["Customer"]
+    assert saved["Active"] is False
+    assert saved["DisplayName"] == customer["DisplayName"]  # sparse: the rest is kept
+
+
+def test_batch_item_that_is_not_an_object_gets_its_own_fault(api: Api) -> None:
+    items = ["nonsense", {"bId": "q", "Query": "SELECT COUNT(*) FROM Invoice"}]
+    reply = api.post("batch", {"BatchItemRequest": items})
+    assert reply.status_code == 200
+    answers = reply.json()["BatchItemResponse"]
+    assert len(answers) == 2
+    assert fault_codes(answers[0]) == ["2010"]
+    assert answers[1]["bId"] == "q" and "totalCount" in answers[1]["QueryResponse"]
+
+
+def test_a_sandbox_failure_is_intuits_500_system_fault(
+    api: Api, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(company: Any) -> dict[str, Any]:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(sandbox.qbo.api, "company_info", broken)
+    reply = api.get("companyinfo/x")
+    assert reply.status_code == 500
+    assert reply.json()["Fault"]["type"] == "SystemFault"
+    assert fault_codes(reply.json()) == ["10000"]
+    assert "Traceback" not in reply.text
+    monkeypatch.undo()
+    assert api.get("companyinfo/x").status_code == 200
+
+
+def test_concurrent_updates_with_one_synctoken_save_exactly_once() -> None:
+    with serving(qbo=QboLimits(per_second=100)) as (sandbox, _server, api):
+        inv = _open_invoice(sandbox)
+        current = api.get(f"invoice/{inv.id}").json()["Invoice"]
+        barrier = threading.Barrier(8)
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def update(n: int) -> None:
+            body = {
+                "Id": current["Id"],
+                "SyncToken": current["SyncToken"],
+                "sparse": True,
+                "PrivateNote": f"writer {n}",
+            }
+            barrier.wait()
+            status = api.post("invoice", body).status_code
+            with lock:
+                statuses.append(status)
+
+        threads = [threading.Thread(target=update, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200] + [400] * 7
+        final = api.get(f"invoice/{inv.id}").json()["Invoice"]
+        assert int(final["SyncToken"]) == int(current["SyncToken"]) + 1
+        assert final["PrivateNote"].startswith("writer ")
+
+
+def test_attachable_ref_conditions_hold_for_one_reference(roomy: tuple[Sandbox, Api]) -> None:
+    sandbox, api = roomy
+    company = sandbox.qbo.companies[realm_of(sandbox)]
+    inv = next(i for i in company.invoices.values() if i.id in company.customers)
+    other = next(i for i in company.invoices.values() if i.id != inv.id)
+    # One note on customer N and on some other invoice; a second note on invoice N itself.
+    mixed = api.post(
+        "attachable",
+        {
+            "Note": "customer note",
+            "AttachableRef": [
+                {"EntityRef": {"type": "Customer", "value": str(inv.id)}},
+                {"EntityRef": {"type": "Invoice", "value": str(other.id)}},
+            ],
+        },
+    ).json()["Attachable"]
+    mine = api.post(
+        "attachable",
+        {
+            "Note": "invoice note",
+            "AttachableRef": [{"EntityRef": {"type": "Invoice", "value": str(inv.id)}}],
+        },
+    ).json()["Attachable"]
+    found = api.query(
+        "SELECT * FROM Attachable WHERE AttachableRef.EntityRef.Type = 'Invoice' "
+        f"AND AttachableRef.EntityRef.value = '{inv.id}'"
+    ).json()["QueryResponse"]["Attachable"]
+    assert [a["Id"] for a in found] == [mine["Id"]]
+    either = api.query(
+        f"SELECT * FROM Attachable WHERE AttachableRef.EntityRef.value = '{inv.id}'"
+    ).json()["QueryResponse"]["Attachable"]
+    assert {a["Id"] for a in either} == {mixed["Id"], mine["Id"]}
+
+
+def test_an_invoice_for_an_inactive_customer_is_fault_610(roomy: tuple[Sandbox, Api]) -> None:
+    _sandbox, api = roomy
+    customer = api.get("customer/1").json()["Customer"]
+    body = {
+        "CustomerRef": {"value": "1"},
+        "Line": [{"DetailType": "SalesItemLineDetail", "Amount": 10, "SalesItemLineDetail": {}}],
+    }
+    assert api.post("invoice", body).status_code == 200
+    update = {"Id": "1", "SyncToken": customer["SyncToken"], "sparse": True, "Active": False}
+    assert api.post("customer", update).json()["Customer"]["Active"] is False
+    refused = api.post("invoice", body)
+    assert refused.status_code == 400 and fault_codes(refused.json()) == ["610"]
+    assert "made inactive" in refused.json()["Fault"]["Error"][0]["Detail"]

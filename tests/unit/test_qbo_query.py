@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arsync.sandbox.qbo.model import money
 from arsync.sandbox.qbo.query import Condition, QueryError, page, parse_query, select
 
 PACIFIC = timezone(timedelta(hours=-8))
@@ -171,3 +172,31 @@ def test_unknown_field_and_bad_literal_are_validation_errors() -> None:
     with pytest.raises(QueryError) as err:
         run("SELECT * FROM Invoice WHERE Balance > 'lots'")
     assert err.value.code == "4001"
+
+
+def test_positions_must_be_whole_numbers_a_long_can_hold() -> None:
+    assert (
+        parse_query("SELECT * FROM Invoice STARTPOSITION '11' MAXRESULTS '5'").start_position == 11
+    )
+    with pytest.raises(QueryError) as err:
+        parse_query("SELECT * FROM Invoice STARTPOSITION " + "9" * 5000)
+    assert err.value.code == "4001"
+    for text in ("STARTPOSITION '-3'", "STARTPOSITION '½'", "MAXRESULTS 1.5"):
+        with pytest.raises(QueryError) as err:
+            parse_query(f"SELECT * FROM Invoice {text}")
+        assert err.value.code == "4000"
+
+
+def test_a_datetime_beyond_the_calendar_is_a_validation_error() -> None:
+    for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        with pytest.raises(QueryError) as err:
+            run(f"SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '{moment}'")
+        assert err.value.code == "4001"
+
+
+def test_money_is_exact_finite_and_bounded() -> None:
+    assert money("0.1") + money("0.2") == Decimal("0.30")
+    assert str(money("2.675")) == "2.68"  # half up on the exact decimal, not a binary float
+    for bad in ("NaN", "sNaN", "Infinity", "-Infinity", "1e30", "lots"):
+        with pytest.raises(ValueError):
+            money(bad)

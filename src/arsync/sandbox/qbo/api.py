@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -19,6 +22,8 @@ from arsync.sandbox.qbo.wire import QboFault
 
 if TYPE_CHECKING:
     from arsync.sandbox.qbo.sim import QboSim
+
+_log = logging.getLogger(__name__)
 
 API_RE = re.compile(r"^/v3/company/(?P<realm>[^/]+)(?:/(?P<rest>.*))?$")
 MINOR_VERSION = 75
@@ -38,7 +43,9 @@ def endpoint_template(method: str, rest: str) -> str:
 def minor_version(request: Request) -> int:
     """Intuit serves every minor version below 75 (or none) as 75 now."""
     raw = request.query_params.get("minorversion", "")
-    return max(MINOR_VERSION, int(raw)) if raw.isdigit() else MINOR_VERSION
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        return MINOR_VERSION
+    return max(MINOR_VERSION, int(raw))
 
 
 class Api:
@@ -83,6 +90,11 @@ class Api:
             except QueryError as err:
                 refused = wire.validation(err.code, err.message, err.detail)
                 response = wire.fault_response(refused, stamp=company.stamp(now))
+            except Exception:
+                # A bug in the sandbox: answer as Intuit answers its own failures (500, code
+                # 10000) and keep the traceback for the log, never for the client.
+                _log.exception("QBO sandbox failed on %s %s", method, rest)
+                response = wire.server_error_response(500, stamp=company.stamp(now))
             if is_write and request_id and response.status_code == 200:
                 if len(company.replays) > 10_000:
                     self._forget_old_requestids(company, now)
@@ -129,7 +141,11 @@ class Api:
         head = parts[0].lower() if parts else ""
         stamp = company.stamp(now)
         if head == "query" and len(parts) == 1 and method in ("GET", "POST"):
-            text = request.query_params.get("query", "") if method == "GET" else body.decode()
+            text = (
+                request.query_params.get("query", "")
+                if method == "GET"
+                else body.decode("utf-8", "replace")
+            )
             return wire.json_response({"QueryResponse": self.query(company, text)}, stamp=stamp)
         if head == "cdc" and len(parts) == 1 and method == "GET":
             return wire.json_response(self.cdc(company, request, now), stamp=stamp)
@@ -200,7 +216,10 @@ class Api:
         if implicit_active:
             # QBO hides inactive customers unless the query names Active itself.
             rows = [r for r in rows if r.active]
-        result = select(q, rows, company.getter(entity), company.tz, probe=company.probe(entity))
+        getter = company.getter(entity)
+        result = select(q, rows, getter, company.tz, probe=company.probe(entity))
+        if entity == "Attachable":
+            result = [r for r in result if _one_ref_matches(q, r, getter, company)]
         if len(company.query_cache) > 32:
             company.query_cache.clear()
         company.query_cache[key] = result
@@ -227,7 +246,8 @@ class Api:
                     "Request has invalid or unsupported property",
                     f"Property Name:entities specified is unsupported or invalid: {name}",
                 )
-            entities.append(entity)
+            if entity not in entities:  # a name given twice is answered once
+                entities.append(entity)
         since = _parse_since(raw_since, company)
         lookback = timedelta(days=self.limits.cdc_lookback_days)
         if since < now - lookback:
@@ -418,8 +438,16 @@ class Api:
         out: list[dict[str, Any]] = []
         for item in items:
             if not isinstance(item, dict):
+                refused = wire.validation(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    "Property Name:BatchItemRequest: an item is not an object",
+                    element="BatchItemRequest",
+                )
+                out.append({"bId": "", "Fault": refused.fault()})
                 continue
-            bid = str(item.get("bId", ""))
+            bid = item.get("bId")
+            bid = "" if bid is None or isinstance(bid, dict | list) else str(bid)
             try:
                 out.append({"bId": bid, **self._batch_item(company, item, endpoint, now)})
             except QboFault as fault:
@@ -482,8 +510,10 @@ def _json_body(body: bytes) -> dict[str, Any]:
             "2010", "Request has invalid or unsupported property", "NUL characters are not allowed"
         )
     try:
-        data = json.loads(body or b"{}")
-    except ValueError as err:
+        # Numbers are read as exact decimals (10.005 stays 10.005, never a binary float);
+        # the NaN and Infinity that Python's json would accept are not JSON, so they are refused.
+        data = json.loads(body or b"{}", parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
         raise wire.validation(
             "2010", "Request has invalid or unsupported property", f"Error parsing JSON: {err}"
         ) from err
@@ -492,6 +522,23 @@ def _json_body(body: bytes) -> dict[str, Any]:
             "2010", "Request has invalid or unsupported property", "The body is not an object"
         )
     return data
+
+
+def _one_ref_matches(q: Query, att: Any, getter: Any, company: Company) -> bool:
+    """Conditions on AttachableRef hold for one and the same reference, not for any mix.
+
+    `Type = 'Invoice' AND value = '5'` finds the notes on invoice 5, never a note on customer 5
+    that also points at some other invoice.
+    """
+    conds = tuple(c for c in q.where if c.field.lower().startswith("attachableref."))
+    if len(conds) < 2:
+        return True
+    sub = Query(q.entity, where=conds)
+    return any(select(sub, [replace(att, refs=[ref])], getter, company.tz) for ref in att.refs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _parse_since(raw: str, company: Company) -> datetime:
@@ -505,16 +552,16 @@ def _parse_since(raw: str, company: Company) -> datetime:
     text = raw.strip().replace("Z", "+00:00").replace(" ", "+")
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError as err:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=company.tz)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as err:
         raise wire.validation(
             "2010",
             "Request has invalid or unsupported property",
             f"Property Name:changedSince: not a date time: {raw}",
             element="changedSince",
         ) from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=company.tz)
-    return moment.astimezone(UTC)
 
 
 def _project(rendered: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

@@ -27,10 +27,18 @@ CURRENCY_NAMES = {
 }
 
 
+#: the largest amount the sandbox takes (our bound: Intuit documents none); larger is refused
+MAX_AMOUNT = Decimal("999999999999.99")
+
+
 def money(value: Decimal | str | int) -> Decimal:
+    """An exact amount in cents; NaN, infinities and amounts beyond MAX_AMOUNT are refused."""
     try:
-        return Decimal(value).quantize(CENT, ROUND_HALF_UP)
-    except (InvalidOperation, ValueError, TypeError) as err:
+        raw = Decimal(value)
+        if not raw.is_finite() or abs(raw) > MAX_AMOUNT:
+            raise ValueError(f"not an amount: {value!r}")
+        return raw.quantize(CENT, ROUND_HALF_UP)
+    except (InvalidOperation, ValueError, TypeError, ArithmeticError) as err:
         raise ValueError(f"not an amount: {value!r}") from err
 
 

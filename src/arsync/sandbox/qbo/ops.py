@@ -8,6 +8,7 @@ from typing import Any
 
 from arsync.sandbox.qbo import wire
 from arsync.sandbox.qbo.model import (
+    MAX_AMOUNT,
     ZERO,
     Attachable,
     Company,
@@ -25,6 +26,8 @@ from arsync.sandbox.qbo.wire import QboFault
 
 PRIVATE_NOTE_MAX = 4000
 ATTACHABLE_NOTE_MAX = 2000
+DOC_NUMBER_MAX = 21
+EMAIL_STATUSES = ("NotSet", "NeedToSend", "EmailSent")
 #: entity types an Attachable may point at, as QBO spells them
 ATTACHABLE_TARGETS = {
     "invoice": "Invoice",
@@ -67,6 +70,74 @@ def _date(value: object, what: str) -> date:
         return date.fromisoformat(str(value))
     except ValueError as err:
         raise ValueError(f"{what}: not an ISO date: {value!r}") from err
+
+
+# -- reading client bodies: the wrong JSON type is a validation fault, never a crash -------------
+def invalid(name: str, detail: str = "") -> QboFault:
+    return wire.validation(
+        "2010",
+        "Request has invalid or unsupported property",
+        detail or f"Property Name:{name} specified is unsupported or invalid",
+        element=name,
+    )
+
+
+def too_long(name: str, limit: int, length: int) -> QboFault:
+    return wire.validation(
+        "2040",
+        "String length is either shorter or longer than supported by specification",
+        "String length specified does not match the supported length. "
+        f"Min:0 Max:{limit} supplied length:{length}",
+        element=name,
+    )
+
+
+def text_field(body: dict[str, Any], key: str, limit: int | None = None) -> str | None:
+    """A string property (numbers are read as their text, as Intuit's deserialiser does)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise invalid(key)
+    text = clean_text(value)
+    if limit is not None and len(text) > limit:
+        raise too_long(key, limit, len(text))
+    return text
+
+
+def obj_field(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(key)
+    return value
+
+
+def bool_field(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise invalid(key)
+
+
+def day_field(body: dict[str, Any], key: str) -> date | None:
+    raw = body.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        return date.fromisoformat(str(raw))
+    except ValueError as err:
+        raise invalid(key, f"Property Name:{key} value {raw} is not a date") from err
+
+
+def email_field(body: dict[str, Any], key: str) -> str | None:
+    ref = obj_field(body, key)
+    return (text_field(ref, "Address") or None) if ref is not None else None
 
 
 def _recompute_customer(company: Company, customer_id: int) -> None:
@@ -294,39 +365,25 @@ def send_invoice(company: Company, inv: Invoice, send_to: str | None, now: datet
 
 
 def add_attachable(company: Company, body: dict[str, Any], now: datetime) -> Attachable:
-    note = body.get("Note")
     refs_in = body.get("AttachableRef") or []
     if not isinstance(refs_in, list):
-        raise wire.validation(
-            "2010",
-            "Request has invalid or unsupported property",
-            "Property Name:AttachableRef specified is unsupported or invalid",
-        )
-    if not note and not body.get("FileName"):
+        raise invalid("AttachableRef")
+    note = text_field(body, "Note", ATTACHABLE_NOTE_MAX)
+    file_name = text_field(body, "FileName")
+    if not note and not file_name:
         raise wire.validation(
             "2020",
             "Required param missing, need to supply the required value for the API",
             "Required parameter Note or FileName is missing in the request",
             element="Note",
         )
-    if body.get("FileName") and not note:
-        raise wire.validation(
-            "2010",
-            "Request has invalid or unsupported property",
-            "File uploads go to /upload; this sandbox stores notes only",
-        )
-    text = clean_text(note)
-    if len(text) > ATTACHABLE_NOTE_MAX:
-        raise wire.validation(
-            "2040",
-            "String length is either shorter or longer than supported by specification",
-            f"String length specified does not match the supported length. "
-            f"Min:0 Max:{ATTACHABLE_NOTE_MAX} supplied length:{len(text)}",
-            element="Note",
-        )
+    if file_name and not note:
+        raise invalid("FileName", "File uploads go to /upload; this sandbox stores notes only")
     refs: list[dict[str, Any]] = []
     for raw in refs_in:
-        entity_ref = (raw or {}).get("EntityRef") or {}
+        if not isinstance(raw, dict):
+            raise invalid("AttachableRef")
+        entity_ref = obj_field(raw, "EntityRef") or {}
         kind = ATTACHABLE_TARGETS.get(str(entity_ref.get("type", "")).lower())
         value = str(entity_ref.get("value", ""))
         if kind is None:
@@ -337,13 +394,9 @@ def add_attachable(company: Company, body: dict[str, Any], now: datetime) -> Att
             )
         if _int(value) not in company.table(kind):
             raise wire.not_found(kind, value)
-        refs.append(
-            {
-                "EntityRef": {"type": kind, "value": value},
-                "IncludeOnSend": bool(raw.get("IncludeOnSend", False)),
-            }
-        )
-    att = Attachable(company.next_attachable, 0, text, refs, now, now)
+        include = bool_field(raw, "IncludeOnSend")
+        refs.append({"EntityRef": {"type": kind, "value": value}, "IncludeOnSend": bool(include)})
+    att = Attachable(company.next_attachable, 0, note or "", refs, now, now)
     company.next_attachable += 1
     company.attachables[att.id] = att
     company.touched()
@@ -363,87 +416,82 @@ def _check_sync(entity: str, rec: Any, body: dict[str, Any]) -> None:
         raise wire.stale(entity)
 
 
-def _email_of(value: object) -> str | None:
-    if isinstance(value, dict):
-        address = value.get("Address")
-        return clean_text(address) if address else None
-    return None
-
-
 def update_invoice(company: Company, inv: Invoice, body: dict[str, Any], now: datetime) -> None:
-    """Sparse or full update of the fields a client may change."""
+    """Sparse or full update of the fields a client may change.
+
+    Everything is read and checked before anything changes, so a refused update leaves the
+    invoice exactly as it was.
+    """
     _check_sync("Invoice", inv, body)
-    sparse = bool(body.get("sparse", False))
+    sparse = bool_field(body, "sparse") or False
+    changes: dict[str, Any] = {}
     if "PrivateNote" in body or not sparse:
-        note = body.get("PrivateNote") or ""
-        if len(str(note)) > PRIVATE_NOTE_MAX:
-            raise wire.validation(
-                "2040",
-                "String length is either shorter or longer than supported by specification",
-                f"Min:0 Max:{PRIVATE_NOTE_MAX} supplied length:{len(str(note))}",
-                element="PrivateNote",
-            )
-        inv.private_note = clean_text(note)
-    if body.get("DueDate"):
-        try:
-            inv.due_date = date.fromisoformat(str(body["DueDate"]))
-        except ValueError as err:
-            raise wire.validation(
-                "2010",
-                "Request has invalid or unsupported property",
-                f"Property Name:DueDate value {body['DueDate']}",
-            ) from err
+        changes["private_note"] = text_field(body, "PrivateNote", PRIVATE_NOTE_MAX) or ""
+    due = day_field(body, "DueDate")
+    if due is not None:
+        changes["due_date"] = due
     if "BillEmail" in body or not sparse:
-        inv.bill_email = _email_of(body.get("BillEmail"))
+        changes["bill_email"] = email_field(body, "BillEmail")
     if "CustomerMemo" in body or not sparse:
-        memo = body.get("CustomerMemo")
-        inv.customer_memo = clean_text(memo.get("value")) if isinstance(memo, dict) else None
-    if "EmailStatus" in body and body["EmailStatus"] in ("NotSet", "NeedToSend", "EmailSent"):
-        inv.email_status = str(body["EmailStatus"])
+        memo = obj_field(body, "CustomerMemo")
+        changes["customer_memo"] = (text_field(memo, "value") or None) if memo else None
+    if body.get("EmailStatus") is not None:
+        status = body["EmailStatus"]
+        if status not in EMAIL_STATUSES:
+            raise invalid("EmailStatus")
+        changes["email_status"] = status
     if "Line" in body:
         lines = parse_lines(body["Line"])
-        old = inv.lines
-        inv.lines = lines
-        try:
-            _set_total(company, inv)
-        except ValueError as err:
-            inv.lines = old
-            raise wire.business(str(err)) from err
+        total = sum((ln.amount for ln in lines), ZERO)
+        applied = inv.total - inv.balance
+        if total < applied:
+            raise wire.business(
+                f"the new total {total} is below what was already applied ({applied})"
+            )
+        changes.update(lines=lines, total=total, balance=total - applied)
+    for attr, value in changes.items():
+        setattr(inv, attr, value)
     bump(company, inv, now)
     _recompute_customer(company, inv.customer_id)
 
 
+def _number(value: object, name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise invalid(name, f"Property Name:{name} is not a number")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError as err:
+        raise invalid(name, f"Property Name:{name} is not a number") from err
+    if not number.is_finite() or abs(number) > MAX_AMOUNT:
+        raise invalid(name, f"Property Name:{name} is not a number in range")
+    return number
+
+
 def parse_lines(raw: object) -> list[Line]:
     if not isinstance(raw, list):
-        raise wire.validation(
-            "2010",
-            "Request has invalid or unsupported property",
-            "Property Name:Line specified is unsupported or invalid",
-        )
+        raise invalid("Line")
     lines: list[Line] = []
     for item in raw:
         if not isinstance(item, dict) or item.get("DetailType") != "SalesItemLineDetail":
             continue  # subtotal lines are computed by QBO, never taken from the client
-        detail = item.get("SalesItemLineDetail") or {}
-        try:
-            amount = money(str(item.get("Amount", "0")))
-            qty = Decimal(str(detail.get("Qty", 1)))
-            price = Decimal(str(detail.get("UnitPrice", amount)))
-        except (ValueError, ArithmeticError) as err:
-            raise wire.validation(
-                "2010",
-                "Request has invalid or unsupported property",
-                "Property Name:Amount is not a number",
-            ) from err
-        if detail.get("UnitPrice") is not None and money(qty * price) != amount:
-            raise wire.validation(
-                "6070",
-                "Amount calculation incorrect in the request",
-                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
-            )
-        item_ref = detail.get("ItemRef") or {}
-        desc = item.get("Description") or item_ref.get("name") or "Services"
-        lines.append(Line(clean_text(desc), qty, price, amount))
+        detail = obj_field(item, "SalesItemLineDetail") or {}
+        amount = money(_number(item.get("Amount", 0), "Amount"))
+        qty = _number(detail.get("Qty", 1), "Qty")
+        price = _number(detail.get("UnitPrice", amount), "UnitPrice")
+        if detail.get("UnitPrice") is not None:
+            try:
+                product = money(qty * price)
+            except ValueError as err:
+                raise invalid("Amount", "Property Name:Amount is not a number in range") from err
+            if product != amount:
+                raise wire.validation(
+                    "6070",
+                    "Amount calculation incorrect in the request",
+                    f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                )
+        item_ref = obj_field(detail, "ItemRef") or {}
+        desc = text_field(item, "Description") or text_field(item_ref, "name") or "Services"
+        lines.append(Line(desc, qty, price, amount))
     if not lines:
         raise wire.validation(
             "2020",
@@ -454,7 +502,7 @@ def parse_lines(raw: object) -> list[Line]:
 
 
 def create_invoice_from_body(company: Company, body: dict[str, Any], now: datetime) -> Invoice:
-    ref = body.get("CustomerRef") or {}
+    ref = body.get("CustomerRef")
     if not isinstance(ref, dict) or not ref.get("value"):
         raise wire.validation(
             "2020",
@@ -463,31 +511,23 @@ def create_invoice_from_body(company: Company, body: dict[str, Any], now: dateti
             element="CustomerRef",
         )
     customer = get_customer(company, ref["value"])
+    if not customer.active:
+        # Intuit's 610 detail says it: "Something you're trying to use has been made inactive".
+        raise wire.not_found("Customer", str(customer.id))
     lines = parse_lines(body.get("Line"))
-
-    def day(key: str) -> date | None:
-        raw = body.get(key)
-        if not raw:
-            return None
-        try:
-            return date.fromisoformat(str(raw))
-        except ValueError as err:
-            raise wire.validation(
-                "2010",
-                "Request has invalid or unsupported property",
-                f"Property Name:{key} value {raw}",
-            ) from err
-
+    total = sum((ln.amount for ln in lines), ZERO)
+    if total < 0:
+        raise wire.business("Transaction amount must be zero or greater.")
     return create_invoice(
         company,
         customer,
         lines,
         now,
-        txn_date=day("TxnDate"),
-        due_date=day("DueDate"),
-        doc_number=clean_text(body["DocNumber"], 21) if body.get("DocNumber") else None,
-        bill_email=_email_of(body.get("BillEmail")),
-        private_note=clean_text(body.get("PrivateNote") or "", PRIVATE_NOTE_MAX),
+        txn_date=day_field(body, "TxnDate"),
+        due_date=day_field(body, "DueDate"),
+        doc_number=text_field(body, "DocNumber", DOC_NUMBER_MAX) or None,
+        bill_email=email_field(body, "BillEmail"),
+        private_note=text_field(body, "PrivateNote", PRIVATE_NOTE_MAX) or "",
     )
 
 
@@ -505,9 +545,9 @@ def duplicate_name(name: str) -> QboFault:
 
 
 def create_customer(company: Company, body: dict[str, Any], now: datetime) -> Customer:
-    given = clean_text(body.get("GivenName") or "")
-    family = clean_text(body.get("FamilyName") or "")
-    display = clean_text(body.get("DisplayName") or " ".join(p for p in (given, family) if p))
+    given = text_field(body, "GivenName") or ""
+    family = text_field(body, "FamilyName") or ""
+    display = text_field(body, "DisplayName") or " ".join(p for p in (given, family) if p)
     if not display:
         raise wire.validation(
             "6080",
@@ -517,19 +557,25 @@ def create_customer(company: Company, body: dict[str, Any], now: datetime) -> Cu
         )
     if _name_taken(company, display):
         raise duplicate_name(display)
+    phone = obj_field(body, "PrimaryPhone") or {}
+    addr = obj_field(body, "BillAddr") or {}
+    currency = obj_field(body, "CurrencyRef") or {}
+    active = bool_field(body, "Active")
     cust = Customer(
         id=company.next_customer,
         sync=0,
         display_name=display,
-        company_name=clean_text(body.get("CompanyName") or display),
+        company_name=text_field(body, "CompanyName") or display,
         given_name=given,
         family_name=family,
-        email=_email_of(body.get("PrimaryEmailAddr")),
-        phone=clean_text((body.get("PrimaryPhone") or {}).get("FreeFormNumber") or "") or None,
-        city=clean_text((body.get("BillAddr") or {}).get("City") or "Springfield"),
-        currency=clean_text((body.get("CurrencyRef") or {}).get("value") or company.currency),
+        email=email_field(body, "PrimaryEmailAddr"),
+        phone=text_field(phone, "FreeFormNumber") or None,
+        city=text_field(addr, "City") or "Springfield",
+        currency=text_field(currency, "value") or company.currency,
         created=now,
         updated=now,
+        active=True if active is None else active,
+        notes=text_field(body, "Notes") or "",
     )
     company.next_customer += 1
     company.customers[cust.id] = cust
@@ -538,13 +584,15 @@ def create_customer(company: Company, body: dict[str, Any], now: datetime) -> Cu
 
 
 def update_customer(company: Company, cust: Customer, body: dict[str, Any], now: datetime) -> None:
+    """Read and check everything first: a refused update changes nothing."""
     _check_sync("Customer", cust, body)
-    sparse = bool(body.get("sparse", False))
-    if body.get("DisplayName"):
-        name = clean_text(body["DisplayName"])
+    sparse = bool_field(body, "sparse") or False
+    changes: dict[str, Any] = {}
+    name = text_field(body, "DisplayName")
+    if name:
         if _name_taken(company, name, but=cust.id):
             raise duplicate_name(name)
-        cust.display_name = name
+        changes["display_name"] = name
     for key, attr in (
         ("CompanyName", "company_name"),
         ("GivenName", "given_name"),
@@ -552,14 +600,17 @@ def update_customer(company: Company, cust: Customer, body: dict[str, Any], now:
         ("Notes", "notes"),
     ):
         if key in body or not sparse:
-            setattr(cust, attr, clean_text(body.get(key) or ""))
+            changes[attr] = text_field(body, key) or ""
     if "PrimaryEmailAddr" in body or not sparse:
-        cust.email = _email_of(body.get("PrimaryEmailAddr"))
+        changes["email"] = email_field(body, "PrimaryEmailAddr")
     if "PrimaryPhone" in body or not sparse:
-        phone = body.get("PrimaryPhone")
-        cust.phone = clean_text(phone.get("FreeFormNumber")) if isinstance(phone, dict) else None
-    if "Active" in body:
-        cust.active = bool(body["Active"])
+        phone = obj_field(body, "PrimaryPhone")
+        changes["phone"] = (text_field(phone, "FreeFormNumber") or None) if phone else None
+    active = bool_field(body, "Active")
+    if active is not None:
+        changes["active"] = active
+    for attr, value in changes.items():
+        setattr(cust, attr, value)
     bump(company, cust, now)
 
 
@@ -568,7 +619,7 @@ def update_attachable(
 ) -> None:
     _check_sync("Attachable", att, body)
     if "Note" in body:
-        att.note = clean_text(body.get("Note") or "", ATTACHABLE_NOTE_MAX)
+        att.note = text_field(body, "Note", ATTACHABLE_NOTE_MAX) or ""
     bump(company, att, now)
 
 

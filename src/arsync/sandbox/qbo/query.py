@@ -158,10 +158,13 @@ class _Parser:
 
     def integer(self) -> int:
         token = self.next()
-        if token.kind == "string" and token.text.isdigit():
-            return int(token.text)
-        if token.kind != "number" or not token.text.lstrip("-").isdigit():
+        digits = token.text.lstrip("-") if token.kind == "number" else token.text
+        ok = token.kind in ("string", "number") and digits.isascii() and digits.isdigit()
+        if not ok or (token.kind == "string" and token.text.startswith("-")):
             raise self.unexpected(token, "<INTEGER>")
+        if len(digits) > 18:
+            # Java's long is what Intuit's parser reads; anything longer cannot be a position.
+            raise _validation_error(f"value {token.text} is out of range")
         return int(token.text)
 
     def literal(self) -> str:
@@ -285,12 +288,12 @@ def _parse_datetime(text: str, tz: tzinfo) -> datetime:
             moment = datetime.combine(date.fromisoformat(raw), datetime.min.time())
         else:
             moment = datetime.fromisoformat(raw)
-    except ValueError as err:
+        if moment.tzinfo is None:
+            # QBO reads a time without an offset in the company's own time zone.
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as err:
         raise _validation_error(f"invalid date time value '{text}'") from err
-    if moment.tzinfo is None:
-        # QBO reads a time without an offset in the company's own time zone.
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
 
 
 def coerce(literal: str, sample: Any, tz: tzinfo) -> Any:

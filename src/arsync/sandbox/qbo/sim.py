@@ -119,8 +119,8 @@ class QboSim(PlatformSim):
             if total is None or total <= 0:
                 raise ValueError("create_invoice needs an amount above 0")
             terms = int(event.get("terms_days", 30))
-            if terms < 0:
-                raise ValueError("terms_days cannot be negative")
+            if not 0 <= terms <= 3650:
+                raise ValueError("terms_days must be between 0 and 3650")
             due = event.get("due_date")
             inv = ops.create_invoice(
                 company,
