@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,26 +9,16 @@ import httpx
 
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS
+from tests import support
 
 CLIENT = DEMO_CLIENTS["qbo"]
 REDIRECT_URI = "http://localhost:8765/callback"
 ACCOUNTING = "com.intuit.quickbooks.accounting"
 
-_INPUT = re.compile(r"<input\b([^>]*)>")
-_ATTR = re.compile(r'([\w-]+)(?:="([^"]*)")?')
-
 
 def form_fields(page: str) -> tuple[dict[str, str], list[str]]:
     """(hidden fields, company radio values) of the consent form."""
-    hidden: dict[str, str] = {}
-    realms: list[str] = []
-    for match in _INPUT.finditer(page):
-        attrs = {m.group(1): html.unescape(m.group(2) or "") for m in _ATTR.finditer(match[1])}
-        if attrs.get("type") == "hidden":
-            hidden[attrs["name"]] = attrs.get("value", "")
-        elif attrs.get("type") == "radio" and attrs.get("name") == "realm":
-            realms.append(attrs["value"])
-    return hidden, realms
+    return support.form_fields(page, "realm")
 
 
 def realm_of(sandbox: Sandbox) -> str:

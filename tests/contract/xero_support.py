@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +11,7 @@ import httpx
 
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS
+from tests import support
 from tests.support import make_sandbox
 
 __all__ = ["make_sandbox"]
@@ -28,24 +27,10 @@ SCOPES = [
     "accounting.contacts",
 ]
 
-_INPUT = re.compile(r"<input\b([^>]*)>")
-_ATTR = re.compile(r'(\w+)(?:="([^"]*)"|=(\S+))?')
-
 
 def form_fields(page: str) -> tuple[dict[str, str], list[str]]:
     """(hidden fields, tenant checkbox values) of the consent form."""
-    hidden: dict[str, str] = {}
-    tenants: list[str] = []
-    for match in _INPUT.finditer(page):
-        attrs = {
-            m.group(1): html.unescape(m.group(2) or m.group(3) or "")
-            for m in _ATTR.finditer(match.group(1))
-        }
-        if attrs.get("type") == "hidden":
-            hidden[attrs["name"]] = attrs.get("value", "")
-        elif attrs.get("type") == "checkbox" and attrs.get("name") == "tenant":
-            tenants.append(attrs["value"])
-    return hidden, tenants
+    return support.form_fields(page, "tenant")
 
 
 def tenant_of(sandbox: Sandbox) -> str:
