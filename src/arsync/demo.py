@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -10,6 +12,7 @@ from zoneinfo import ZoneInfo
 from arsync.aging import BUCKETS, AgingRow, OpenItem, age
 from arsync.connectors.quickbooks.client import QuickBooksClient
 from arsync.connectors.xero.client import XeroClient, parse_xero_date
+from arsync.errors import DataError
 from arsync.sandbox.core import Sandbox, SandboxSettings
 from arsync.sandbox.platform import TenantInfo
 from arsync.sandbox.server import SandboxServer
@@ -26,20 +29,30 @@ class CompanyReport:
     api_calls: int
 
 
+@contextmanager
+def _readable(platform: str) -> Iterator[None]:
+    """A record missing a field or of the wrong type is a DataError, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as err:
+        raise DataError(f"{platform}: an invoice in the reply is not readable ({err!r})") from err
+
+
 def _qbo_items(server: SandboxServer, tenant: TenantInfo, token: str) -> list[OpenItem]:
     client = QuickBooksClient(
         tenant.tenant_id, token, api_base=server.urls()["quickbooks.api.intuit.com"]
     )
     try:
-        return [
-            OpenItem(
-                due=date.fromisoformat(inv.get("DueDate") or inv["TxnDate"]),
-                balance=Decimal(str(inv["Balance"])),
-                currency=str(inv.get("CurrencyRef", {}).get("value", tenant.base_currency)),
-            )
-            for page in client.query_all("Invoice", "Balance > '0'")
-            for inv in page
-        ]
+        with _readable("QuickBooks"):
+            return [
+                OpenItem(
+                    due=date.fromisoformat(inv.get("DueDate") or inv["TxnDate"]),
+                    balance=Decimal(str(inv["Balance"])),
+                    currency=str(inv.get("CurrencyRef", {}).get("value", tenant.base_currency)),
+                )
+                for page in client.query_all("Invoice", "Balance > '0'")
+                for inv in page
+            ]
     finally:
         client.close()
 
@@ -47,15 +60,16 @@ def _qbo_items(server: SandboxServer, tenant: TenantInfo, token: str) -> list[Op
 def _xero_items(server: SandboxServer, tenant: TenantInfo, token: str) -> list[OpenItem]:
     client = XeroClient(tenant.tenant_id, token, api_base=server.urls()["api.xero.com"])
     try:
-        return [
-            OpenItem(
-                due=parse_xero_date(inv.get("DueDate") or inv["Date"]).date(),
-                balance=Decimal(str(inv["AmountDue"])),
-                currency=str(inv.get("CurrencyCode", tenant.base_currency)),
-            )
-            for page in client.invoice_pages(where='Type=="ACCREC"', statuses="AUTHORISED")
-            for inv in page
-        ]
+        with _readable("Xero"):
+            return [
+                OpenItem(
+                    due=parse_xero_date(inv.get("DueDate") or inv["Date"]).date(),
+                    balance=Decimal(str(inv["AmountDue"])),
+                    currency=str(inv.get("CurrencyCode", tenant.base_currency)),
+                )
+                for page in client.invoice_pages(where='Type=="ACCREC"', statuses="AUTHORISED")
+                for inv in page
+            ]
     finally:
         client.close()
 
@@ -113,6 +127,9 @@ def render(reports: list[CompanyReport]) -> None:
             f"[dim]{report.open_invoices} open invoices, aged as of {report.today:%d %b %Y}; "
             f"read over HTTP in {calls}[/dim]"
         )
+        if not report.rows:
+            console.print("Nothing is owed: no open invoices.\n")
+            continue
         table = Table(box=box.SIMPLE_HEAD, show_footer=True)
         table.add_column("Days overdue", footer="Total", no_wrap=True)
         table.add_column("Invoices", justify="right", footer=str(report.open_invoices))

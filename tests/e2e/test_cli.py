@@ -156,3 +156,21 @@ def test_serve_reports_a_taken_port_clearly(served: tuple[subprocess.Popen[str],
     result = run("sandbox", "serve", "--port", str(port), "--invoices", "10", timeout=60)
     assert result.returncode == 2
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_demo_with_empty_books_says_nothing_is_owed() -> None:
+    result = run("demo", "--customers", "3", "--invoices", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Nothing is owed: no open invoices.") == 2
+    assert "Days overdue" not in result.stdout
+
+
+def test_a_malformed_invoice_is_a_data_error_naming_the_platform() -> None:
+    from arsync.demo import _readable
+    from arsync.errors import DataError
+
+    with (
+        pytest.raises(DataError, match="Xero: an invoice in the reply is not readable"),
+        _readable("Xero"),
+    ):
+        {"AmountDue": "1.00"}["DueDate"]
