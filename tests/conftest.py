@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from arsync.sandbox import Sandbox, SandboxServer
 from tests.support import make_sandbox
@@ -25,3 +29,42 @@ def sandbox() -> Sandbox:
 def server(sandbox: Sandbox) -> Iterator[SandboxServer]:
     with SandboxServer(sandbox) as running:
         yield running
+
+
+#: The PostgreSQL every store test also runs on (trust auth on this machine and in CI).
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'arsync.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as err:  # pragma: no cover - the machine promises PostgreSQL
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {err}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on `db_url` with every table created (no migrations: see the store's tests)."""
+    from arsync.store.schema import metadata
+
+    engine = create_engine(db_url)
+    metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -129,7 +129,14 @@ def sandbox_serve(
     typer.echo(f"  {qbo_auth}")
     typer.echo(f"  {xero_auth}")
     server = uvicorn.Server(
-        uvicorn.Config(sandbox.asgi_app(), host=host, port=port, log_level="info", lifespan="off")
+        uvicorn.Config(
+            sandbox.asgi_app(),
+            host=host,
+            port=port,
+            log_level="info",
+            lifespan="off",
+            date_header=False,
+        )
     )
     # uvicorn re-raises the Ctrl-C it handled; by then the shutdown was already clean.
     with contextlib.suppress(KeyboardInterrupt):

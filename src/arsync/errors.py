@@ -53,3 +53,7 @@ class PermanentError(ArsyncError):
 
 class DataError(ArsyncError):
     exit_code = 6
+
+
+class Parked(RateLimited):
+    """The platform asked for a wait too long to sleep through: park the connector until then."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arsync.sandbox.books import Books, generate_books
 from arsync.sandbox.clock import SandboxClock
@@ -199,16 +200,30 @@ class Sandbox:
                 Mount("/_sandbox", app=control_app(self)),
             ]
         )
-        return _KeepRawSend(app)
+        return _KeepRawSend(app, self.clock)
 
 
 class _KeepRawSend:
-    """Outermost layer: keeps the server's own `send` so a fault can drop the connection."""
+    """Outermost layer: keeps the server's own `send` so a fault can drop the connection, and
+    stamps every reply's `Date` header from the sandbox clock (clients read server time from it).
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, clock: SandboxClock) -> None:
         self.app = app
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND_KEY] = send
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[RAW_SEND_KEY] = send
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                stamp = format_datetime(self.clock.now().astimezone(UTC), usegmt=True)
+                headers.append((b"date", stamp.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)

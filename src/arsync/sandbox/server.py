@@ -35,6 +35,8 @@ class SandboxServer:
             timeout_keep_alive=30,
             # a SLOW fault may still be sleeping at shutdown: do not wait it out
             timeout_graceful_shutdown=2,
+            # the sandbox stamps Date from its own clock, as a platform's servers do from theirs
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -1,0 +1,223 @@
+"""`arsync status`: per connector, health, last sync, counts and receivables aging.
+
+Read from the store alone: no API call, no key needed (token expiry times are kept in clear;
+only the tokens themselves are encrypted). Secrets never appear here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from arsync.aging import BUCKETS, OpenItem, age
+from arsync.store import Store
+from arsync.store.schema import connectors, sync_runs, tokens
+
+PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
+#: Xero refresh tokens die after 60 days unused; QBO's roll for 100 days
+REFRESH_UNUSED_LIMIT = {"xero": timedelta(days=60), "qbo": timedelta(days=100)}
+BUCKET_KEYS = ("current", "1-30", "31-60", "61-90", "90+")
+
+
+@dataclass
+class ConnectorStatus:
+    name: str
+    platform: str
+    configured: bool
+    company: str | None = None
+    tenant_id: str | None = None
+    health: str = "not connected"  # ok | not connected | reconnect needed | parked | failing
+    detail: str | None = None
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    last_sync_at: datetime | None = None
+    last_sync_outcome: str | None = None
+    last_ok_at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    aging: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "configured": self.configured,
+            "company": self.company,
+            "tenant_id": self.tenant_id,
+            "health": self.health,
+            "detail": self.detail,
+            "token": {
+                "access_expires_at": iso(self.access_expires_at),
+                "refresh_expires_at": iso(self.refresh_expires_at),
+            },
+            "last_sync": {"at": iso(self.last_sync_at), "outcome": self.last_sync_outcome},
+            "last_successful_sync": {
+                "at": iso(self.last_ok_at),
+                "age_seconds": int((now - self.last_ok_at).total_seconds())
+                if self.last_ok_at
+                else None,
+            },
+            "counts": self.counts,
+            "aging": self.aging,
+        }
+
+
+def gather(
+    store: Store,
+    configured: dict[str, str],
+    *,
+    only: Sequence[str] = (),
+    today: date | None = None,
+    now: datetime | None = None,
+) -> list[ConnectorStatus]:
+    """`configured` maps connector names from connectors/*.toml to their platform codes."""
+    now = now or datetime.now(UTC)
+    today = today or now.astimezone().date()
+    with store.engine.connect() as conn:
+        rows = {r.name: r for r in conn.execute(select(connectors))}
+        toks = {r.connector_id: r for r in conn.execute(select(tokens))}
+        last_runs = {
+            r.connector_id: r
+            for r in conn.execute(select(sync_runs).order_by(sync_runs.c.id))
+            if r.outcome != "running"
+        }
+    names = sorted(set(configured) | set(rows))
+    if only:
+        names = [n for n in names if n in only]
+    out: list[ConnectorStatus] = []
+    for name in names:
+        row = rows.get(name)
+        st = ConnectorStatus(
+            name=name,
+            platform=configured.get(name) or (row.platform if row else "?"),
+            configured=name in configured,
+        )
+        out.append(st)
+        if row is None:
+            st.detail = f"run `arsync connect {name}`"
+            continue
+        st.company, st.tenant_id = row.company_name, row.tenant_id
+        st.last_sync_at, st.last_ok_at = row.last_sync_at, row.last_sync_ok_at
+        run = last_runs.get(row.id)
+        st.last_sync_outcome = run.outcome if run else None
+        tok = toks.get(row.id)
+        if tok is not None:
+            st.access_expires_at = tok.access_expires_at
+            limit = REFRESH_UNUSED_LIMIT.get(row.platform)
+            unused = tok.refreshed_at + limit if limit else None
+            st.refresh_expires_at = min(
+                (t for t in (tok.refresh_expires_at, unused) if t is not None), default=None
+            )
+        if row.status == "reconnect_needed":
+            st.health, st.detail = "reconnect needed", row.status_reason
+        elif row.status != "connected":
+            st.health, st.detail = "not connected", f"run `arsync connect {name}`"
+        elif row.parked_until is not None and row.parked_until > now:
+            st.health = "parked"
+            st.detail = f"until {row.parked_until:%Y-%m-%d %H:%M} UTC: {row.parked_reason}"
+        elif row.last_error:
+            st.health, st.detail = "failing", row.last_error
+        else:
+            st.health = "ok"
+        if not st.configured:
+            st.detail = (st.detail + "; " if st.detail else "") + "no connectors file any more"
+        st.counts = store.counts(row.id)
+        items = [OpenItem(r.due_date, r.balance, r.currency) for r in store.open_items(row.id)]
+        for aged in age(items, today):
+            st.aging.append(
+                {
+                    "currency": aged.currency,
+                    "buckets": {k: str(v) for k, v in zip(BUCKET_KEYS, aged.buckets, strict=True)},
+                    "counts": dict(zip(BUCKET_KEYS, aged.counts, strict=True)),
+                    "total": str(aged.total),
+                }
+            )
+    return out
+
+
+def _ago(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    seconds = (now - then).total_seconds()
+    return f"{_span(seconds)} ago" if seconds >= 0 else f"in {_span(-seconds)}"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def render(statuses: list[ConnectorStatus], now: datetime | None = None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    now = now or datetime.now(UTC)
+    console = Console()
+    if not statuses:
+        console.print("No connectors: add a file to connectors/ (see the *.toml.example files).")
+        return
+    colour = {"ok": "green", "parked": "yellow", "failing": "yellow"}
+    for st in statuses:
+        head = f"[bold]{escape(st.name)}[/bold] · {PLATFORM_NAMES.get(st.platform, st.platform)}"
+        if st.company:
+            head += f" · {escape(st.company)}"
+        console.print(head)
+        health = f"[{colour.get(st.health, 'red')}]{st.health}[/]"
+        if st.detail:
+            health += f": {escape(st.detail)}"
+        console.print(f"  health      {health}")
+        if st.access_expires_at is not None:
+            token = f"access token expires {_ago(st.access_expires_at, now)}"
+            if st.refresh_expires_at is not None:
+                token += f"; link lapses {_ago(st.refresh_expires_at, now)} unless refreshed"
+            console.print(f"  token       {token}")
+        if st.last_sync_at is not None:
+            outcome = st.last_sync_outcome or "running"
+            console.print(
+                f"  last sync   {_ago(st.last_sync_at, now)} ({outcome}); "
+                f"last successful {_ago(st.last_ok_at, now)}"
+            )
+        if st.counts:
+            c = st.counts
+            console.print(
+                f"  records     {c['customers']} customers, {c['invoices']} invoices "
+                f"({c['open invoices']} open), {c['payments']} payments, {c['credits']} credits"
+                + (f", [yellow]{c['quarantined']} quarantined[/]" if c["quarantined"] else "")
+            )
+        if st.aging:
+            table = Table(box=box.SIMPLE_HEAD, show_footer=True, padding=(0, 1))
+            table.add_column("  Days overdue", footer="  Total", no_wrap=True)
+            for row in st.aging:
+                table.add_column(row["currency"], justify="right", footer=_money(row["total"]))
+            for i, (label, _, _) in enumerate(BUCKETS):
+                key = BUCKET_KEYS[i]
+                table.add_row(
+                    "  " + ("not yet due" if label == "Current" else label),
+                    *(
+                        _money(row["buckets"][key]) if row["counts"][key] else "–"
+                        for row in st.aging
+                    ),
+                )
+            console.print(table)
+        elif st.counts:
+            console.print("  nothing is owed")
+        console.print()
+
+
+def _money(text: str) -> str:
+    from decimal import Decimal
+
+    return f"{Decimal(text):,.2f}"

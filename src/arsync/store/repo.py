@@ -1,0 +1,678 @@
+"""The store's operations: connectors, cursors, sync runs, and applying a page of records.
+
+`apply_page` is the one place records enter the store: in a single transaction it upserts the
+page's records (recording what changed in the append-only `events` table), files quarantined
+rows, marks records missing from a completed full pass as deleted, and writes the connector's
+cursor. Either all of a page lands with its cursor, or none of it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from arsync.connectors.base import Page
+from arsync.domain import (
+    Allocation,
+    Credit,
+    Customer,
+    Deleted,
+    Invoice,
+    InvoiceStatus,
+    Kind,
+    Payment,
+    Quarantined,
+    Record,
+)
+from arsync.errors import ArsyncError
+from arsync.store.engine import sqlite_path
+from arsync.store.schema import (
+    BUSINESS,
+    connectors,
+    cursors,
+    events,
+    invoices,
+    quarantine,
+    sync_runs,
+)
+
+#: ids per IN (...) query: well under SQLite's and PostgreSQL's bind-parameter limits
+CHUNK = 500
+
+
+class Busy(ArsyncError):
+    """Another process holds the lock (e.g. a sync of the same connector is running)."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- records as rows ----------------------------------------------------------------------------
+def _allocs(allocations: Sequence[Allocation]) -> list[list[str]]:
+    return [[a.invoice_id, str(a.amount)] for a in allocations]
+
+
+def row_of(record: Record) -> dict[str, Any]:
+    """The columns a record fills (without connector_id and bookkeeping columns)."""
+    if isinstance(record, Invoice):
+        return {
+            "external_id": record.id,
+            "number": record.number,
+            "customer_id": record.customer_id,
+            "issue_date": record.issue_date,
+            "due_date": record.due_date,
+            "currency": record.currency,
+            "total": record.total,
+            "balance": record.balance,
+            "status": record.status.value,
+            "sent": record.sent,
+            "updated_at": record.updated_at,
+        }
+    if isinstance(record, Customer):
+        return {
+            "external_id": record.id,
+            "name": record.name,
+            "email": record.email,
+            "phone": record.phone,
+            "currency": record.currency,
+            "active": record.active,
+            "updated_at": record.updated_at,
+        }
+    if isinstance(record, Payment):
+        return {
+            "external_id": record.id,
+            "customer_id": record.customer_id,
+            "date": record.date,
+            "currency": record.currency,
+            "amount": record.amount,
+            "unapplied": record.unapplied,
+            "status": record.status.value,
+            "allocations": _allocs(record.allocations),
+            "updated_at": record.updated_at,
+        }
+    return {
+        "external_id": record.id,
+        "number": record.number,
+        "customer_id": record.customer_id,
+        "date": record.date,
+        "currency": record.currency,
+        "total": record.total,
+        "remaining": record.remaining,
+        "status": record.status.value,
+        "allocations": _allocs(record.allocations),
+        "updated_at": record.updated_at,
+    }
+
+
+def _kind(record: Record) -> Kind:
+    if isinstance(record, Invoice):
+        return Kind.INVOICE
+    if isinstance(record, Customer):
+        return Kind.CUSTOMER
+    if isinstance(record, Payment):
+        return Kind.PAYMENT
+    if isinstance(record, Credit):
+        return Kind.CREDIT
+    raise TypeError(f"not a record: {record!r}")  # pragma: no cover
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return old == new
+    if isinstance(old, Decimal) or isinstance(new, Decimal):
+        try:
+            return Decimal(old) == Decimal(new)
+        except (TypeError, ValueError, ArithmeticError):
+            return False
+    return bool(old == new)
+
+
+@dataclass
+class PageOutcome:
+    created: int = 0
+    changed: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    unchanged: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> int:
+        return self.created + self.changed + self.deleted
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- connectors -------------------------------------------------------------------------
+    def ensure_connector(self, name: str, platform: str) -> int:
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(connectors.c.id, connectors.c.platform).where(connectors.c.name == name)
+            ).first()
+            if found is not None:
+                if found.platform != platform:
+                    from arsync.errors import ConfigError
+
+                    raise ConfigError(
+                        f"connectors/{name}.toml: platform: the store holds {name!r} as a "
+                        f"{found.platform} connector; its data cannot change platform. Use a "
+                        "new connector name."
+                    )
+                return int(found.id)
+            result = conn.execute(
+                insert(connectors).values(
+                    name=name, platform=platform, status="new", created_at=now_utc()
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def connector(self, name: str) -> Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(connectors).where(connectors.c.name == name)).first()
+
+    def connector_by_id(self, connector_id: int) -> Row[Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(select(connectors).where(connectors.c.id == connector_id)).one()
+
+    def set_company(self, connector_id: int, name: str, currency: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(connectors)
+                .where(connectors.c.id == connector_id)
+                .values(company_name=name, base_currency=currency)
+            )
+
+    def park(self, connector_id: int, until: datetime, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(connectors)
+                .where(connectors.c.id == connector_id)
+                .values(parked_until=until, parked_reason=reason)
+            )
+            conn.execute(
+                insert(events).values(
+                    connector_id=connector_id,
+                    at=now_utc(),
+                    entity="connector",
+                    action="parked",
+                    detail={"until": until.isoformat(), "reason": reason},
+                )
+            )
+
+    def unpark(self, connector_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(connectors)
+                .where(connectors.c.id == connector_id)
+                .values(parked_until=None, parked_reason=None)
+            )
+
+    # -- sync runs ----------------------------------------------------------------------------
+    def begin_sync(self, connector_id: int, *, full: bool) -> int:
+        now = now_utc()
+        with self.engine.begin() as conn:
+            # A run still "running" here was killed: the lock says no other sync is alive.
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.connector_id == connector_id, sync_runs.c.outcome == "running")
+                .values(outcome="killed", finished_at=now)
+            )
+            result = conn.execute(
+                insert(sync_runs).values(
+                    connector_id=connector_id,
+                    started_at=now,
+                    outcome="running",
+                    full=full,
+                    pages=0,
+                    changed=0,
+                )
+            )
+            conn.execute(
+                update(connectors).where(connectors.c.id == connector_id).values(last_sync_at=now)
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def finish_sync(
+        self, sync_id: int, *, outcome: str, api_calls: int | None, error: str | None = None
+    ) -> None:
+        now = now_utc()
+        with self.engine.begin() as conn:
+            run = conn.execute(select(sync_runs).where(sync_runs.c.id == sync_id)).one()
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == sync_id)
+                .values(outcome=outcome, finished_at=now, api_calls=api_calls, error=error)
+            )
+            values: dict[str, Any] = {"last_error": error}
+            if outcome == "ok":
+                values |= {"last_sync_ok_at": now, "parked_until": None, "parked_reason": None}
+            conn.execute(
+                update(connectors).where(connectors.c.id == run.connector_id).values(**values)
+            )
+
+    # -- cursors ------------------------------------------------------------------------------
+    def cursor(self, connector_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            state = conn.execute(
+                select(cursors.c.state).where(cursors.c.connector_id == connector_id)
+            ).scalar_one_or_none()
+        return dict(state) if state is not None else None
+
+    def open_invoice_ids(self, connector_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    select(invoices.c.external_id).where(
+                        invoices.c.connector_id == connector_id,
+                        invoices.c.status == InvoiceStatus.OPEN.value,
+                        invoices.c.deleted.is_(False),
+                    )
+                ).scalars()
+            )
+
+    # -- the page -----------------------------------------------------------------------------
+    def apply_page(self, connector_id: int, sync_id: int, page: Page) -> PageOutcome:
+        """Records, quarantine, deletions and the cursor of one page: one transaction."""
+        now = now_utc()
+        outcome = PageOutcome()
+        records: dict[Kind, dict[str, Record]] = {}
+        gone: dict[Kind, dict[str, Deleted]] = {}
+        held: list[Quarantined] = []
+        for item in page.items:
+            if isinstance(item, Deleted):
+                gone.setdefault(item.kind, {})[item.id] = item
+                records.get(item.kind, {}).pop(item.id, None)
+            elif isinstance(item, Quarantined):
+                held.append(item)
+            else:
+                kind = _kind(item)
+                records.setdefault(kind, {})[item.id] = item  # the last copy of an id wins
+                gone.get(kind, {}).pop(item.id, None)
+        with self.engine.begin() as conn:
+            for kind, by_id in records.items():
+                self._upsert(conn, connector_id, sync_id, kind, by_id, page.full_pass, now, outcome)
+            for kind, dead in gone.items():
+                self._delete(conn, connector_id, sync_id, kind, list(dead.values()), now, outcome)
+            if held:
+                conn.execute(
+                    insert(quarantine),
+                    [
+                        {
+                            "connector_id": connector_id,
+                            "sync_id": sync_id,
+                            "at": now,
+                            "entity": q.kind.value,
+                            "external_id": q.id,
+                            "reason": q.reason,
+                            "payload": dict(q.raw),
+                            "resolved": False,
+                        }
+                        for q in held
+                    ],
+                )
+                outcome.quarantined += len(held)
+            if page.full_pass is not None:
+                for kind in page.completed:
+                    self._sweep_unseen(
+                        conn, connector_id, sync_id, kind, page.full_pass, now, outcome
+                    )
+            self._write_cursor(conn, connector_id, sync_id, page.cursor, now)
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == sync_id)
+                .values(
+                    pages=sync_runs.c.pages + 1,
+                    changed=sync_runs.c.changed + outcome.touched,
+                )
+            )
+        return outcome
+
+    def _write_cursor(
+        self,
+        conn: Connection,
+        connector_id: int,
+        sync_id: int,
+        state: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        done = conn.execute(
+            update(cursors)
+            .where(cursors.c.connector_id == connector_id)
+            .values(state=state, updated_at=now, sync_id=sync_id)
+        )
+        if done.rowcount == 0:
+            conn.execute(
+                insert(cursors).values(
+                    connector_id=connector_id, state=state, updated_at=now, sync_id=sync_id
+                )
+            )
+
+    def _existing(
+        self, conn: Connection, table: Table, connector_id: int, ids: Sequence[str]
+    ) -> dict[str, Row[Any]]:
+        found: dict[str, Row[Any]] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            for row in conn.execute(
+                select(table).where(
+                    table.c.connector_id == connector_id, table.c.external_id.in_(chunk)
+                )
+            ):
+                found[row.external_id] = row
+        return found
+
+    def _upsert(
+        self,
+        conn: Connection,
+        connector_id: int,
+        sync_id: int,
+        kind: Kind,
+        by_id: dict[str, Record],
+        full_pass: str | None,
+        now: datetime,
+        outcome: PageOutcome,
+    ) -> None:
+        table = BUSINESS[kind.value]
+        existing = self._existing(conn, table, connector_id, list(by_id))
+        new_rows: list[dict[str, Any]] = []
+        changed_rows: list[dict[str, Any]] = []
+        seen_only: list[dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
+        for ext_id, record in by_id.items():
+            row = row_of(record)
+            old = existing.get(ext_id)
+            if old is None:
+                new_rows.append(
+                    {
+                        **row,
+                        "connector_id": connector_id,
+                        "deleted": False,
+                        "deleted_at": None,
+                        "seen_pass": full_pass,
+                        "sync_id": sync_id,
+                    }
+                )
+                log.append(self._event(connector_id, sync_id, now, kind, ext_id, "created", None))
+                continue
+            diff = {
+                key: [_jsonable(getattr(old, key)), _jsonable(value)]
+                for key, value in row.items()
+                if key != "external_id" and not _same(getattr(old, key), value)
+            }
+            restored = bool(old.deleted)
+            pass_moved = full_pass is not None and old.seen_pass != full_pass
+            if diff or restored:
+                changed_rows.append(
+                    {
+                        **{f"v_{k}": v for k, v in row.items()},
+                        "v_seen_pass": full_pass or old.seen_pass,
+                        "v_sync_id": sync_id,
+                        "k_connector_id": connector_id,
+                        "k_external_id": ext_id,
+                    }
+                )
+                # updated_at alone moving is not news for the paper trail
+                material = {k: v for k, v in diff.items() if k != "updated_at"}
+                if restored:
+                    log.append(
+                        self._event(connector_id, sync_id, now, kind, ext_id, "restored", material)
+                    )
+                elif material:
+                    log.append(
+                        self._event(connector_id, sync_id, now, kind, ext_id, "changed", material)
+                    )
+            elif pass_moved:
+                seen_only.append(
+                    {
+                        "v_seen_pass": full_pass,
+                        "k_connector_id": connector_id,
+                        "k_external_id": ext_id,
+                    }
+                )
+            else:
+                outcome.unchanged += 1
+        key = and_(
+            table.c.connector_id == bindparam("k_connector_id"),
+            table.c.external_id == bindparam("k_external_id"),
+        )
+        if new_rows:
+            conn.execute(insert(table), new_rows)
+            outcome.created += len(new_rows)
+        if changed_rows:
+            columns = [k for k in changed_rows[0] if k.startswith("v_")]
+            conn.execute(
+                update(table)
+                .where(key)
+                .values(
+                    {c[2:]: bindparam(c) for c in columns} | {"deleted": False, "deleted_at": None}
+                ),
+                changed_rows,
+            )
+            outcome.changed += len(changed_rows)
+        if seen_only:
+            conn.execute(
+                update(table).where(key).values(seen_pass=bindparam("v_seen_pass")), seen_only
+            )
+            outcome.unchanged += len(seen_only)
+        if log:
+            conn.execute(insert(events), log)
+        outcome.by_kind[kind.value] = outcome.by_kind.get(kind.value, 0) + len(by_id)
+
+    @staticmethod
+    def _event(
+        connector_id: int,
+        sync_id: int,
+        now: datetime,
+        kind: Kind,
+        ext_id: str | None,
+        action: str,
+        detail: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        return {
+            "connector_id": connector_id,
+            "sync_id": sync_id,
+            "at": now,
+            "entity": kind.value,
+            "external_id": ext_id,
+            "action": action,
+            "detail": detail,
+        }
+
+    def _delete(
+        self,
+        conn: Connection,
+        connector_id: int,
+        sync_id: int,
+        kind: Kind,
+        items: list[Deleted],
+        now: datetime,
+        outcome: PageOutcome,
+        reason: str = "deleted on the platform",
+    ) -> None:
+        table = BUSINESS[kind.value]
+        existing = self._existing(conn, table, connector_id, [d.id for d in items])
+        live = [d for d in items if d.id in existing and not existing[d.id].deleted]
+        if not live:
+            return
+        conn.execute(
+            update(table)
+            .where(
+                table.c.connector_id == bindparam("k_connector_id"),
+                table.c.external_id == bindparam("k_external_id"),
+            )
+            .values(deleted=True, deleted_at=bindparam("v_at"), sync_id=sync_id),
+            [
+                {"k_connector_id": connector_id, "k_external_id": d.id, "v_at": d.at or now}
+                for d in live
+            ],
+        )
+        conn.execute(
+            insert(events),
+            [
+                self._event(
+                    connector_id,
+                    sync_id,
+                    now,
+                    kind,
+                    d.id,
+                    "deleted",
+                    {"reason": "merged", "into": d.merged_into}
+                    if d.merged_into
+                    else {"reason": reason},
+                )
+                for d in live
+            ],
+        )
+        outcome.deleted += len(live)
+
+    def _sweep_unseen(
+        self,
+        conn: Connection,
+        connector_id: int,
+        sync_id: int,
+        kind: Kind,
+        full_pass: str,
+        now: datetime,
+        outcome: PageOutcome,
+    ) -> None:
+        table = BUSINESS[kind.value]
+        unseen = conn.execute(
+            select(table.c.external_id).where(
+                table.c.connector_id == connector_id,
+                table.c.deleted.is_(False),
+                (table.c.seen_pass.is_(None)) | (table.c.seen_pass != full_pass),
+            )
+        ).scalars()
+        items = [Deleted(kind, ext_id) for ext_id in unseen]
+        if items:
+            self._delete(
+                conn,
+                connector_id,
+                sync_id,
+                kind,
+                items,
+                now,
+                outcome,
+                reason="missing from a full sync",
+            )
+
+    # -- reading ------------------------------------------------------------------------------
+    def counts(self, connector_id: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for name, table in BUSINESS.items():
+                out[name + "s"] = conn.execute(
+                    select(func.count()).where(
+                        table.c.connector_id == connector_id, table.c.deleted.is_(False)
+                    )
+                ).scalar_one()
+            out["open invoices"] = conn.execute(
+                select(func.count()).where(
+                    invoices.c.connector_id == connector_id,
+                    invoices.c.deleted.is_(False),
+                    invoices.c.status == InvoiceStatus.OPEN.value,
+                )
+            ).scalar_one()
+            out["quarantined"] = conn.execute(
+                select(func.count()).where(
+                    quarantine.c.connector_id == connector_id, quarantine.c.resolved.is_(False)
+                )
+            ).scalar_one()
+        return out
+
+    def open_items(self, connector_id: int) -> list[Row[Any]]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(invoices.c.due_date, invoices.c.balance, invoices.c.currency).where(
+                        invoices.c.connector_id == connector_id,
+                        invoices.c.deleted.is_(False),
+                        invoices.c.status == InvoiceStatus.OPEN.value,
+                    )
+                )
+            )
+
+    def rows(self, connector_id: int, kind: Kind) -> dict[str, Row[Any]]:
+        table = BUSINESS[kind.value]
+        with self.engine.connect() as conn:
+            return {
+                r.external_id: r
+                for r in conn.execute(select(table).where(table.c.connector_id == connector_id))
+            }
+
+    # -- locks --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def exclusive(self, name: str, *, wait: bool = False) -> Iterator[None]:
+        """A lock across processes (a file lock beside SQLite, an advisory lock in PostgreSQL).
+
+        Raises Busy at once when another process holds it, unless `wait`.
+        """
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with self.engine.connect() as conn:
+                if wait:
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                elif not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                    conn.rollback()
+                    raise Busy(f"{name}: busy in another process")
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        path = lock_dir(self.engine) / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise Busy(f"{name}: busy in another process") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def lock_dir(engine: Engine) -> Path:
+    """Where a SQLite store's lock files live: beside the database."""
+    path = sqlite_path(engine.url)
+    directory = (path.parent if path else Path("/tmp")) / ".arsync-locks"  # noqa: S108
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
