@@ -227,7 +227,10 @@ def test_a_killed_run_is_marked_when_the_next_begins(store: Store) -> None:
     first = store.begin_sync(cid, full=True)
     second = store.begin_sync(cid, full=False)
     with store.engine.connect() as conn:
-        outcomes = dict(conn.exec_driver_sql("SELECT id, outcome FROM sync_runs").all())
+        outcomes = {
+            int(r.id): str(r.outcome)
+            for r in conn.exec_driver_sql("SELECT id, outcome FROM sync_runs")
+        }
     assert outcomes == {first: "killed", second: "running"}
 
 
