@@ -42,12 +42,15 @@ def demo(
 ) -> None:
     """Try arsync without an account: the two demo companies' receivables, aged.
 
-    Starts the sandbox on a free loopback port, connects to its QuickBooks Online company and its
-    Xero organisation, reads their open invoices through the platforms' APIs and shows what their
+    Starts the sandbox on a free loopback port with a QuickBooks Online company and a Xero
+    organisation, syncs each into a throw-away store as `arsync sync` would (a full sync; then,
+    after a customer pays and a new invoice is raised, an incremental one) and shows what their
     customers owe, aged by days overdue.
     """
     from arsync.demo import render, run_demo
+    from arsync.logs import configure
 
+    configure(level="warning")
     try:
         reports = run_demo(seed=seed, customers=customers, invoices=invoices)
     except ArsyncError as err:

@@ -1,146 +1,175 @@
-"""`arsync demo`: the sandbox's two demo companies, read over real HTTP, and their aging."""
+"""`arsync demo`: arsync's sync engine against the sandbox's two demo companies.
+
+The sandbox starts on a free loopback port with a QuickBooks Online company and a Xero
+organisation. Each is synced into a throw-away store exactly as a connected company would be
+(first a full sync, then, after a customer pays and a new invoice is raised, an incremental one),
+and the store's receivables are shown aged by days overdue.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from arsync.aging import BUCKETS, AgingRow, OpenItem, age
-from arsync.connectors.quickbooks.client import QuickBooksClient
-from arsync.connectors.xero.client import XeroClient, parse_xero_date
-from arsync.errors import DataError
+from arsync.connectors.base import QBO_LIMITS, XERO_LIMITS, Endpoints, Link, StaticTokens
 from arsync.sandbox.core import Sandbox, SandboxSettings
 from arsync.sandbox.platform import TenantInfo
 from arsync.sandbox.server import SandboxServer
+from arsync.status import ConnectorStatus, gather
+from arsync.store import Store, open_store
+from arsync.sync import Job, SyncReport, sync_connector
 
 PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
 
 
 @dataclass
-class CompanyReport:
+class CompanyDemo:
     tenant: TenantInfo
+    first: SyncReport
+    first_counts: dict[str, int]
+    story: list[str]
+    second: SyncReport | None
+    status: ConnectorStatus
     today: date
-    rows: list[AgingRow]
-    open_invoices: int
-    api_calls: int
 
 
-@contextmanager
-def _readable(platform: str) -> Iterator[None]:
-    """A record missing a field or of the wrong type is a DataError, not a traceback."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as err:
-        raise DataError(f"{platform}: an invoice in the reply is not readable ({err!r})") from err
+def _open_invoice(sandbox: Sandbox, tenant: TenantInfo) -> tuple[str, str, Decimal] | None:
+    """(id, number, balance) of the open invoice with the largest balance."""
+    if tenant.platform == "qbo":
+        company = sandbox.qbo.company(tenant.tenant_id)
+        qbo = [i for i in company.invoices.values() if i.balance > 0]
+        if not qbo:
+            return None
+        best = max(qbo, key=lambda i: (i.balance, -i.id))
+        return str(best.id), best.doc_number, best.balance
+    org = sandbox.xero.org(tenant.tenant_id)
+    xero = [
+        i
+        for i in org.invoices.values()
+        if i.type == "ACCREC" and i.status == "AUTHORISED" and i.amount_due > 0
+    ]
+    if not xero:
+        return None
+    top = max(xero, key=lambda i: (i.amount_due, i.number))
+    return top.invoice_id, top.number, top.amount_due
 
 
-def _qbo_items(server: SandboxServer, tenant: TenantInfo, token: str) -> list[OpenItem]:
-    client = QuickBooksClient(
-        tenant.tenant_id, token, api_base=server.urls()["quickbooks.api.intuit.com"]
-    )
-    try:
-        with _readable("QuickBooks"):
-            return [
-                OpenItem(
-                    due=date.fromisoformat(inv.get("DueDate") or inv["TxnDate"]),
-                    balance=Decimal(str(inv["Balance"])),
-                    currency=str(inv.get("CurrencyRef", {}).get("value", tenant.base_currency)),
-                )
-                for page in client.query_all("Invoice", "Balance > '0'")
-                for inv in page
-            ]
-    finally:
-        client.close()
+def _customer(sandbox: Sandbox, tenant: TenantInfo) -> str | None:
+    if tenant.platform == "qbo":
+        ids = sorted(sandbox.qbo.company(tenant.tenant_id).customers)
+        return str(ids[0]) if ids else None
+    contacts = [c for c in sandbox.xero.org(tenant.tenant_id).contacts.values() if c.is_customer]
+    return contacts[0].contact_id if contacts else None
 
 
-def _xero_items(server: SandboxServer, tenant: TenantInfo, token: str) -> list[OpenItem]:
-    client = XeroClient(tenant.tenant_id, token, api_base=server.urls()["api.xero.com"])
-    try:
-        with _readable("Xero"):
-            return [
-                OpenItem(
-                    due=parse_xero_date(inv.get("DueDate") or inv["Date"]).date(),
-                    balance=Decimal(str(inv["AmountDue"])),
-                    currency=str(inv.get("CurrencyCode", tenant.base_currency)),
-                )
-                for page in client.invoice_pages(where='Type=="ACCREC"', statuses="AUTHORISED")
-                for inv in page
-            ]
-    finally:
-        client.close()
+def _business_happens(sandbox: Sandbox, tenant: TenantInfo) -> list[str]:
+    """A customer pays their largest invoice and a new invoice is raised: what a day brings."""
+    story = []
+    paid = _open_invoice(sandbox, tenant)
+    if paid is not None:
+        ident, number, balance = paid
+        sandbox.event(tenant.platform, tenant.tenant_id, {"type": "payment", "invoice": ident})
+        story.append(
+            f"a customer paid invoice {number} in full ({balance:,.2f} {tenant.base_currency})"
+        )
+    customer = _customer(sandbox, tenant)
+    if customer is not None:
+        sandbox.event(
+            tenant.platform,
+            tenant.tenant_id,
+            {
+                "type": "create_invoice",
+                "customer" if tenant.platform == "qbo" else "contact": customer,
+                "amount": "1250.00",
+            },
+        )
+        story.append(f"a new invoice of 1,250.00 {tenant.base_currency} was raised")
+    return story
 
 
-def collect(server: SandboxServer) -> list[CompanyReport]:
-    """Connect to every sandbox company, read its open invoices over HTTP and age them."""
+def collect(server: SandboxServer, store: Store) -> list[CompanyDemo]:
     sandbox = server.sandbox
-    reports = []
+    demos = []
     for tenant in sandbox.tenants():
-        before = sandbox.ledger.count(
-            platform=tenant.platform, kind="request", tenant=tenant.tenant_id
-        )
+        name = f"demo-{tenant.platform}"
+        connector_id = store.ensure_connector(name, tenant.platform)
+        store.mark_connected(connector_id, tenant.tenant_id, tenant.name, tenant.base_currency)
         tokens = sandbox.connect(tenant.platform, tenant.tenant_id)
-        reader = _qbo_items if tenant.platform == "qbo" else _xero_items
-        items = reader(server, tenant, tokens.access_token)
+        link = Link(
+            name=name,
+            platform=tenant.platform,
+            tenant_id=tenant.tenant_id,
+            api_base=Endpoints.sandbox(tenant.platform, server.url).api_base,
+            limits=QBO_LIMITS if tenant.platform == "qbo" else XERO_LIMITS,
+        )
+        job = Job(name, link, StaticTokens(tokens.access_token))
+        first = sync_connector(store, job)
+        first_counts = store.counts(connector_id)
+        story: list[str] = []
+        second = None
+        if first.outcome == "ok":
+            story = _business_happens(sandbox, tenant)
+            second = sync_connector(store, job)
         today = sandbox.clock.now().astimezone(ZoneInfo(tenant.timezone)).date()
-        after = sandbox.ledger.count(
-            platform=tenant.platform, kind="request", tenant=tenant.tenant_id
-        )
-        reports.append(
-            CompanyReport(
-                tenant,
-                today,
-                age(items, today),
-                sum(1 for i in items if i.balance > 0),
-                after - before,
-            )
-        )
-    return reports
+        (status,) = gather(store, {name: tenant.platform}, only=[name], today=today)
+        demos.append(CompanyDemo(tenant, first, first_counts, story, second, status, today))
+    return demos
 
 
-def run_demo(seed: int = 1, customers: int = 40, invoices: int = 300) -> list[CompanyReport]:
+def run_demo(seed: int = 1, customers: int = 40, invoices: int = 300) -> list[CompanyDemo]:
     sandbox = Sandbox(SandboxSettings(seed=seed, customers=customers, invoices=invoices))
-    with SandboxServer(sandbox) as server:
-        return collect(server)
+    with tempfile.TemporaryDirectory(prefix="arsync-demo-") as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'demo.db'}")
+        try:
+            with SandboxServer(sandbox) as server:
+                return collect(server, store)
+        finally:
+            store.engine.dispose()
 
 
-def money(amount: Decimal) -> str:
-    return f"{amount:,.2f}"
+def _calls(report: SyncReport) -> str:
+    return f"{report.api_calls} API call{'s' if report.api_calls != 1 else ''}"
 
 
-def render(reports: list[CompanyReport]) -> None:
-    """One table per company: a row per aging bucket, a column per currency."""
-    from rich import box
+def render(demos: list[CompanyDemo]) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+
+    from arsync.status import render as render_status
 
     console = Console()
-    for report in reports:
-        t = report.tenant
-        calls = f"{report.api_calls} API call{'s' if report.api_calls != 1 else ''}"
-        console.print(f"[bold]{escape(t.name)}[/bold] · {PLATFORM_NAMES[t.platform]}")
-        console.print(
-            f"[dim]{report.open_invoices} open invoices, aged as of {report.today:%d %b %Y}; "
-            f"read over HTTP in {calls}[/dim]"
-        )
-        if not report.rows:
-            console.print("Nothing is owed: no open invoices.\n")
+    for demo in demos:
+        t = demo.tenant
+        console.print(f"[bold]{escape(t.name)}[/bold] · {PLATFORM_NAMES[t.platform]} (sandbox)")
+        first = demo.first
+        if first.outcome != "ok":
+            console.print(f"  [red]first sync failed:[/red] {escape(first.message)}\n")
             continue
-        table = Table(box=box.SIMPLE_HEAD, show_footer=True)
-        table.add_column("Days overdue", footer="Total", no_wrap=True)
-        table.add_column("Invoices", justify="right", footer=str(report.open_invoices))
-        for row in report.rows:
-            table.add_column(row.currency, justify="right", no_wrap=True, footer=money(row.total))
-        for i, (label, _, _) in enumerate(BUCKETS):
-            count = sum(row.counts[i] for row in report.rows)
-            table.add_row(
-                "not yet due" if label == "Current" else label,
-                str(count) if count else "–",
-                *(money(row.buckets[i]) if row.buckets[i] else "–" for row in report.rows),
-            )
-        console.print(table)
+        counts: dict[str, Any] = demo.first_counts
+        console.print(f"  first sync: {first.created} records in {_calls(first)}:")
+        console.print(
+            f"    {counts.get('customers', 0)} customers, {counts.get('invoices', 0)} invoices, "
+            f"{counts.get('payments', 0)} payments, {counts.get('credits', 0)} credits"
+        )
+        if demo.story and demo.second is not None:
+            console.print(f"  then {demo.story[0]}")
+            for line in demo.story[1:]:
+                console.print(f"  and {line};")
+            second = demo.second
+            if second.outcome == "ok":
+                console.print(
+                    f"  the next sync saw it in {_calls(second)}: {second.created} new, "
+                    f"{second.changed} changed"
+                )
+            else:
+                console.print(f"  [red]the next sync failed:[/red] {escape(second.message)}")
+        console.print(f"  [dim]receivables as of {demo.today:%d %b %Y}, from arsync's store:[/dim]")
+        # the status view without its own heading lines: the aging table is what matters here
+        demo.status.detail = None
+        render_status([demo.status], aging_only=True, console=console)
         console.print()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from rich.console import Console
 from sqlalchemy import select
 
 from arsync.aging import BUCKETS, OpenItem, age
@@ -158,14 +159,23 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def render(statuses: list[ConnectorStatus], now: datetime | None = None) -> None:
+def render(
+    statuses: list[ConnectorStatus],
+    now: datetime | None = None,
+    *,
+    aging_only: bool = False,
+    console: Console | None = None,
+) -> None:
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     now = now or datetime.now(UTC)
-    console = Console()
+    console = console or Console()
+    if aging_only:
+        for st in statuses:
+            _aging_table(console, st, box, Table)
+        return
     if not statuses:
         console.print("No connectors: add a file to connectors/ (see the *.toml.example files).")
         return
@@ -197,24 +207,27 @@ def render(statuses: list[ConnectorStatus], now: datetime | None = None) -> None
                 f"({c['open invoices']} open), {c['payments']} payments, {c['credits']} credits"
                 + (f", [yellow]{c['quarantined']} quarantined[/]" if c["quarantined"] else "")
             )
-        if st.aging:
-            table = Table(box=box.SIMPLE_HEAD, show_footer=True, padding=(0, 1))
-            table.add_column("  Days overdue", footer="  Total", no_wrap=True)
-            for row in st.aging:
-                table.add_column(row["currency"], justify="right", footer=_money(row["total"]))
-            for i, (label, _, _) in enumerate(BUCKETS):
-                key = BUCKET_KEYS[i]
-                table.add_row(
-                    "  " + ("not yet due" if label == "Current" else label),
-                    *(
-                        _money(row["buckets"][key]) if row["counts"][key] else "–"
-                        for row in st.aging
-                    ),
-                )
-            console.print(table)
-        elif st.counts:
-            console.print("  nothing is owed")
+        _aging_table(console, st, box, Table)
         console.print()
+
+
+def _aging_table(console: Console, st: ConnectorStatus, box: Any, table_type: Any) -> None:
+    if not st.counts:
+        return
+    if st.aging:
+        table = table_type(box=box.SIMPLE_HEAD, show_footer=True, padding=(0, 1))
+        table.add_column("  Days overdue", footer="  Total", no_wrap=True)
+        for row in st.aging:
+            table.add_column(row["currency"], justify="right", footer=_money(row["total"]))
+        for i, (label, _, _) in enumerate(BUCKETS):
+            key = BUCKET_KEYS[i]
+            table.add_row(
+                "  " + ("not yet due" if label == "Current" else label),
+                *(_money(row["buckets"][key]) if row["counts"][key] else "–" for row in st.aging),
+            )
+        console.print(table)
+    else:
+        console.print("  Nothing is owed: no open invoices.")
 
 
 def _money(text: str) -> str:

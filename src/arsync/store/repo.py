@@ -211,6 +211,23 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(connectors).where(connectors.c.id == connector_id)).one()
 
+    def mark_connected(
+        self, connector_id: int, tenant_id: str, company: str, currency: str | None
+    ) -> None:
+        """A connector linked to its company (the demo; `arsync connect` stores tokens too)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(connectors)
+                .where(connectors.c.id == connector_id)
+                .values(
+                    tenant_id=tenant_id,
+                    company_name=company,
+                    base_currency=currency,
+                    status="connected",
+                    status_reason=None,
+                )
+            )
+
     def set_company(self, connector_id: int, name: str, currency: str | None) -> None:
         with self.engine.begin() as conn:
             conn.execute(
