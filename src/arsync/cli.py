@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from arsync import __version__
-from arsync.errors import ArsyncError
+from arsync.errors import ArsyncError, ConfigError
 
 app = typer.Typer(
     name="arsync",
@@ -56,6 +57,141 @@ def demo(
     except ArsyncError as err:
         raise _fail(err) from err
     render(reports)
+
+
+HomeOption = Annotated[
+    Path,
+    typer.Option(
+        "--home",
+        envvar="ARSYNC_HOME",
+        help="Folder holding config/arsync.toml and connectors/ (default: the current folder).",
+        file_okay=False,
+    ),
+]
+
+
+def _logs(home: Path) -> None:
+    """Logging as config/arsync.toml says (before validation: the defaults)."""
+    from arsync.logs import configure
+
+    try:
+        from arsync.config import load
+
+        log = load(home).settings.log
+        configure(level=log.level, fmt=log.format)
+    except ArsyncError:
+        configure()
+
+
+@app.command()
+def connect(
+    name: Annotated[str, typer.Argument(help="The connector: connectors/NAME.toml.")],
+    home: HomeOption = Path(),
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless",
+            help="No browser on this machine: print the address and paste back where it lands.",
+        ),
+    ] = False,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the address instead of opening it.")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Loopback port for the redirect (0: any free).")
+    ] = 0,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Company to link when the consent covers several (id or name)."),
+    ] = None,
+) -> None:
+    """Link a connector to its company: the platform's consent page, then tokens stored encrypted.
+
+    Opens the platform's consent page in a browser and catches the redirect on a loopback port.
+    On a machine without a browser, use --headless: open the printed address anywhere, approve,
+    and paste the address the browser ends on. Run it again to reconnect after "reconnect needed".
+    """
+    from arsync.commands import connect as run_connect
+
+    _logs(home)
+
+    def choose(choices: list[Any]) -> Any:
+        typer.echo("The consent covers several companies:")
+        for i, choice in enumerate(choices, 1):
+            typer.echo(f"  {i}. {choice.name} ({choice.tenant_id})")
+        number = typer.prompt("Which one should this connector link to", type=int)
+        if not 1 <= number <= len(choices):
+            raise ConfigError(f"choose a number from 1 to {len(choices)}")
+        return choices[number - 1]
+
+    try:
+        summary = run_connect(
+            home,
+            name,
+            headless=headless,
+            open_browser=not no_browser,
+            port=port,
+            tenant=tenant,
+            echo=typer.echo,
+            read_line=lambda prompt: str(typer.prompt(prompt, prompt_suffix="")),
+            choose=choose,
+        )
+    except ArsyncError as err:
+        raise _fail(err) from err
+    except (KeyboardInterrupt, typer.Abort):
+        typer.secho("connect: given up; nothing was stored", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1) from None
+    typer.secho(summary, fg=typer.colors.GREEN)
+
+
+@app.command()
+def sync(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Connectors to sync (default: every enabled one).")
+    ] = None,
+    home: HomeOption = Path(),
+    full: Annotated[
+        bool, typer.Option("--full", help="Page through everything again, not just changes.")
+    ] = False,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Re-read every open invoice now, not on schedule.")
+    ] = False,
+) -> None:
+    """Pull what changed from each connector's company into the store, once.
+
+    The first sync pages through everything; later ones ask only for changes (QuickBooks' change
+    feed, Xero's If-Modified-Since), with a periodic sweep of open invoices. Exit code 0 when
+    every connector synced; otherwise the code of the first failure (see the README).
+    """
+    from arsync.commands import TerminalProgress, exit_code, render_reports
+    from arsync.commands import sync as run_sync
+
+    _logs(home)
+    try:
+        if sys.stderr.isatty():
+            with TerminalProgress() as bars:
+                reports = run_sync(home, names or [], full=full, sweep=sweep, progress=bars)
+        else:
+            reports = run_sync(home, names or [], full=full, sweep=sweep, progress=None)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    render_reports(reports)
+    raise typer.Exit(exit_code(reports))
+
+
+@app.command()
+def status(
+    names: Annotated[list[str] | None, typer.Argument(help="Connectors (default: all).")] = None,
+    home: HomeOption = Path(),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each connector's health, last sync, record counts and receivables aging (from the store)."""
+    from arsync.commands import status as run_status
+
+    try:
+        run_status(home, names or [], as_json=as_json)
+    except ArsyncError as err:
+        raise _fail(err) from err
 
 
 @app.command()

@@ -66,7 +66,7 @@ class Job:
     link: Link
     tokens: TokenSource
     #: called before pulling: e.g. the token manager's keep-alive refresh
-    before: Callable[[], None] | None = None
+    before: Callable[[], object] | None = None
 
 
 def sync_connector(
