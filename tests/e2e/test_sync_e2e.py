@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ def write_home(home: Path, server_url: str, store_url: str) -> None:
         (home / "connectors" / f"{name}.toml").write_text(
             f'platform = "{platform}"\ndisplay_name = "{name}"\n'
             f'[oauth]\nclient_id = "{client.client_id}"\nclient_secret_env = "{env}"\n'
-            f'[limits]\nper_minute = 100000\nconcurrent = 5\n'
+            f"[limits]\nper_minute = 100000\nconcurrent = 5\n"
             f'[endpoints]\nsandbox = "{server_url}"\n'
         )
 
@@ -159,7 +160,7 @@ def test_connect_sync_and_follow_the_books(
     )
     customer = sorted(company.customers)[0]
     contact = sorted(org.contacts)[0]
-    for event in (
+    qbo_events: list[dict[str, object]] = [
         {"type": "payment", "invoice": open_qbo[0], "amount": "10.00"},
         {"type": "payment", "invoice": open_qbo[1]},
         {"type": "credit", "invoice": open_qbo[2], "amount": "5.00"},
@@ -168,9 +169,10 @@ def test_connect_sync_and_follow_the_books(
         {"type": "delete_invoice", "invoice": open_qbo[5]},
         {"type": "create_invoice", "customer": customer, "amount": "99.95"},
         {"type": "email_change", "customer": customer, "email": "new@example.com"},
-    ):
+    ]
+    for event in qbo_events:
         sandbox.event("qbo", qbo.tenant_id, event)
-    for event in (
+    xero_events: list[dict[str, object]] = [
         {"type": "payment", "invoice": open_xero[0], "amount": "10.00"},
         {"type": "payment", "invoice": open_xero[1]},
         {"type": "credit", "invoice": open_xero[2], "amount": "5.00"},
@@ -178,7 +180,8 @@ def test_connect_sync_and_follow_the_books(
         {"type": "edit", "invoice": open_xero[4], "due_date": "2026-12-31"},
         {"type": "create_invoice", "contact": contact, "amount": "99.95"},
         {"type": "email_change", "contact": contact, "email": "new@example.com"},
-    ):
+    ]
+    for event in xero_events:
         sandbox.event("xero", xero.tenant_id, event)
     calls = sandbox.ledger.count(kind="request")
     second = arsync(home, "sync")
@@ -193,10 +196,8 @@ def test_connect_sync_and_follow_the_books(
     by_name = {c["name"]: c for c in data["connectors"]}
     assert {c["health"] for c in by_name.values()} == {"ok"}
     assert by_name["books-qbo"]["company"] == qbo.name
-    owed = {
-        row["currency"]: row["total"] for row in by_name["books-qbo"]["aging"]
-    }
-    books = {}
+    owed = {row["currency"]: row["total"] for row in by_name["books-qbo"]["aging"]}
+    books: dict[str, Decimal] = {}
     for inv in company.invoices.values():
         if inv.balance > 0:
             books[inv.currency] = books.get(inv.currency, 0) + inv.balance

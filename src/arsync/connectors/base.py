@@ -10,6 +10,7 @@ stores it and hands it back.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -194,9 +195,15 @@ def register(platform: str, factory: ConnectorFactory) -> None:
     _REGISTRY[platform] = factory
 
 
+_LOADING = threading.Lock()
+
+
 def factory_for(platform: str) -> ConnectorFactory:
-    if not _REGISTRY:
-        load_builtin()
+    # Connectors for several companies start on worker threads at once: load under a lock, or
+    # one thread could see the registry half-filled by another's import.
+    with _LOADING:
+        if platform not in _REGISTRY:
+            load_builtin()
     try:
         return _REGISTRY[platform]
     except KeyError:
