@@ -76,7 +76,7 @@ class RateGovernor:
                 stamps.append(_IN_FLIGHT)
             return self._clock()
 
-    def release(self, headers: Mapping[str, str] | None = None) -> None:
+    def release(self, headers: Mapping[str, str] | None = None, status: int | None = None) -> None:
         """The call's reply arrived (or it failed): stamp its slot and read what is left."""
         with self._cond:
             now = self._clock()
@@ -87,7 +87,8 @@ class RateGovernor:
                 with contextlib.suppress(ValueError):  # acquire/release always pair
                     stamps.remove(_IN_FLIGHT)
                 stamps.append(now)
-            if headers is not None:
+            if headers is not None and status != 429:
+                # a 429's own Retry-After says how long to wait (the caller holds for it)
                 self._read_headers(headers, now)
             self._cond.notify_all()
 

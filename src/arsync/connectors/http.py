@@ -200,7 +200,10 @@ class ApiSession:
             except httpx.TransportError as err:
                 raise TransientError(f"{what}: connection failed ({type(err).__name__})") from err
             finally:
-                self.governor.release(response.headers if response is not None else None)
+                if response is None:
+                    self.governor.release()
+                else:
+                    self.governor.release(response.headers, response.status_code)
             if response.status_code == 401 and attempt == 1:
                 # An access token can die early (revoked, clock skew): one fresh try.
                 self.tokens.invalidate(token)

@@ -2,65 +2,184 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
-
-from arsync.connectors.http import DEFAULT_TIMEOUT, request
+from arsync.connectors.http import ApiSession, Reply
 from arsync.errors import DataError
 
 PRODUCTION_API = "https://quickbooks.api.intuit.com"
 MINOR_VERSION = "75"
+#: the largest page QBO serves (more is a validation error)
 MAX_RESULTS = 1000
+#: ids per `Id IN (...)` query: keeps the query text short and the page well under MAX_RESULTS
+IDS_PER_QUERY = 100
+
+Row = dict[str, Any]
+
+
+def _quote(value: str) -> str:
+    """A string literal of the query language (it has no bind parameters)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class QuickBooksClient:
-    def __init__(
-        self,
-        realm_id: str,
-        access_token: str,
-        *,
-        api_base: str = PRODUCTION_API,
-        http: httpx.Client | None = None,
-    ) -> None:
+    """One company (realm) on QBO; every call goes through the connector's `ApiSession`."""
+
+    def __init__(self, session: ApiSession, realm_id: str, api_base: str = PRODUCTION_API) -> None:
+        self.session = session
         self.realm_id = realm_id
         self._base = f"{api_base.rstrip('/')}/v3/company/{realm_id}"
-        self._http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
-        self._headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
 
-    def close(self) -> None:
-        self._http.close()
-
-    def query(self, sql: str) -> dict[str, Any]:
-        body = request(
-            self._http,
-            "POST",
-            f"{self._base}/query",
-            "QuickBooks query",
-            params={"minorversion": MINOR_VERSION},
-            content=sql.encode(),
-            headers={**self._headers, "Content-Type": "application/text"},
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        reply = self.session.call(
+            method,
+            f"{self._base}/{path}",
+            what,
+            params={**(params or {}), "minorversion": MINOR_VERSION},
+            headers=headers,
+            content=content,
         )
-        if not isinstance(body, dict) or not isinstance(body.get("QueryResponse"), dict):
-            raise DataError("QuickBooks query: no QueryResponse in the reply")
-        return body["QueryResponse"]  # type: ignore[no-any-return]
+        body = reply.body
+        if not isinstance(body, dict):
+            raise DataError(f"{what}: the reply is not a JSON object")
+        return body, _server_time(body, reply)
 
-    def query_all(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
-        """Every row of `entity`, a page of up to 1000 at a time (STARTPOSITION is 1-based)."""
-        start = 1
+    # -- query -------------------------------------------------------------------------------------
+    def query(self, sql: str) -> tuple[dict[str, Any], str | None]:
+        """(the `QueryResponse` object, the platform's time of the reply) of one query."""
+        body, at = self._call(
+            "POST",
+            "query",
+            "QuickBooks query",
+            headers={"Content-Type": "application/text"},
+            content=sql.encode(),
+        )
+        response = body.get("QueryResponse")
+        if not isinstance(response, dict):
+            raise DataError("QuickBooks query: the reply has no QueryResponse object")
+        return response, at
+
+    def query_page(self, entity: str, where: str, start: int) -> tuple[list[Row], str | None]:
+        """One page of up to MAX_RESULTS rows from the 1-based STARTPOSITION `start`.
+
+        A page past the end is an empty QueryResponse (`{}`), so an empty list, not an error.
+        """
         clause = f" WHERE {where}" if where else ""
+        # `entity` and `where` come from code, never from the platform or a user.
+        response, at = self.query(
+            f"SELECT * FROM {entity}{clause} ORDERBY Id "
+            f"STARTPOSITION {start} MAXRESULTS {MAX_RESULTS}"
+        )
+        return _rows(response, entity, "QuickBooks query"), at
+
+    def query_pages(
+        self, entity: str, where: str = "", start: int = 1
+    ) -> Iterator[tuple[list[Row], str | None]]:
+        """Every page of `entity` from `start` on, the last one short (possibly empty)."""
         while True:
-            # The query language has no bind parameters; `entity` and `where` come from code.
-            page = self.query(
-                f"SELECT * FROM {entity}{clause} ORDERBY Id "
-                f"STARTPOSITION {start} MAXRESULTS {MAX_RESULTS}"
-            )
-            rows = page.get(entity, [])
-            if not isinstance(rows, list):
-                raise DataError(f"QuickBooks query: {entity} is not a list")
-            if rows:
-                yield rows
+            rows, at = self.query_page(entity, where, start)
+            yield rows, at
             if len(rows) < MAX_RESULTS:
                 return
             start += MAX_RESULTS
+
+    def invoices_by_id(self, ids: Iterable[str]) -> list[Row]:
+        """The invoices among `ids` that QBO still has (a deleted one is simply absent)."""
+        wanted = sorted(set(ids), key=lambda i: (len(i), i))
+        found: list[Row] = []
+        for n in range(0, len(wanted), IDS_PER_QUERY):
+            chunk = ", ".join(_quote(i) for i in wanted[n : n + IDS_PER_QUERY])
+            response, _at = self.query(
+                f"SELECT * FROM Invoice WHERE Id IN ({chunk}) STARTPOSITION 1 "
+                f"MAXRESULTS {MAX_RESULTS}"
+            )
+            found.extend(_rows(response, "Invoice", "QuickBooks query"))
+        return found
+
+    # -- change data capture -----------------------------------------------------------------------
+    def cdc(self, entities: list[str], since: datetime) -> tuple[dict[str, list[Row]], str | None]:
+        """Objects of `entities` changed at or after `since`, by entity, and the reply's time.
+
+        Deleted objects come back as rows with `"status": "Deleted"`.
+        """
+        what = "QuickBooks change data capture"
+        if since.tzinfo is None:
+            raise ValueError("cdc: `since` must be timezone-aware")
+        body, at = self._call(
+            "GET",
+            "cdc",
+            what,
+            params={
+                "entities": ",".join(entities),
+                # Whole seconds, rounded down: an earlier bound only repeats, never misses.
+                "changedSince": since.isoformat(timespec="seconds"),
+            },
+        )
+        envelopes = body.get("CDCResponse")
+        if not isinstance(envelopes, list):
+            raise DataError(f"{what}: the reply has no CDCResponse list")
+        changed: dict[str, list[Row]] = {entity: [] for entity in entities}
+        for envelope in envelopes:
+            responses = envelope.get("QueryResponse") if isinstance(envelope, dict) else None
+            if not isinstance(responses, list):
+                raise DataError(f"{what}: a CDCResponse has no QueryResponse list")
+            for response in responses:
+                if not isinstance(response, dict):
+                    raise DataError(f"{what}: a QueryResponse entry is not an object")
+                for entity in entities:
+                    if entity in response:
+                        changed[entity].extend(_rows(response, entity, what))
+        return changed, at
+
+    # -- the company -------------------------------------------------------------------------------
+    def company_info(self) -> dict[str, Any]:
+        body, _at = self._call("GET", f"companyinfo/{self.realm_id}", "QuickBooks company info")
+        info = body.get("CompanyInfo")
+        if not isinstance(info, dict):
+            raise DataError("QuickBooks company info: the reply has no CompanyInfo object")
+        return info
+
+    def preferences(self) -> dict[str, Any] | None:
+        """The company's Preferences (home currency among them), None when QBO lists none."""
+        response, _at = self.query("SELECT * FROM Preferences")
+        rows = _rows(response, "Preferences", "QuickBooks preferences")
+        return rows[0] if rows else None
+
+
+def _rows(response: dict[str, Any], entity: str, what: str) -> list[Row]:
+    rows = response.get(entity, [])
+    if not isinstance(rows, list):
+        raise DataError(f"{what}: {entity} is not a list")
+    for row in rows:
+        if not isinstance(row, dict):
+            raise DataError(f"{what}: a {entity} row is not an object")
+    return rows
+
+
+def _server_time(body: dict[str, Any], reply: Reply) -> str | None:
+    """The platform's clock at the reply: the envelope's `time`, else the `Date` header."""
+    stamp = body.get("time")
+    if isinstance(stamp, str) and stamp:
+        return stamp
+    header = reply.headers.get("date")
+    if header:
+        try:
+            moment = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        # Whole seconds only, so never later than the platform's real time.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return None

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-import httpx
-
-from arsync.connectors.http import DEFAULT_TIMEOUT, request
+from arsync.connectors.http import ApiSession, Reply
 from arsync.errors import DataError
 
 PRODUCTION_API = "https://api.xero.com"
+#: the most Xero serves in one page (since July 2024; the default is 100)
 PAGE_SIZE = 1000
+#: how many ids one `IDs=` look-up carries, to keep the URL well under Xero's length limit
+IDS_PER_CALL = 100
+ENDPOINTS = ("Invoices", "Payments", "CreditNotes", "Contacts")
+
+Row = dict[str, Any]
 
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
@@ -36,54 +41,109 @@ def parse_xero_date(value: str) -> datetime:
     return moment
 
 
+def http_date(moment: datetime) -> str:
+    """`If-Modified-Since` as RFC 1123 in GMT, to the second (what HTTP and Xero read)."""
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+def server_time(reply: Reply, what: str) -> datetime:
+    """The reply's `Date` header as UTC: the platform's clock, which every cursor is kept in."""
+    raw = reply.headers.get("date")
+    if not raw:
+        raise DataError(f"{what}: the reply has no Date header")
+    try:
+        moment = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError) as err:
+        raise DataError(f"{what}: unreadable Date header {raw!r}") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 class XeroClient:
-    def __init__(
-        self,
-        tenant_id: str,
-        access_token: str,
-        *,
-        api_base: str = PRODUCTION_API,
-        http: httpx.Client | None = None,
-    ) -> None:
+    """One organisation's Accounting API; every call names the tenant in `xero-tenant-id`."""
+
+    def __init__(self, session: ApiSession, tenant_id: str, api_base: str = PRODUCTION_API) -> None:
+        self.session = session
         self.tenant_id = tenant_id
-        self._base = f"{api_base.rstrip('/')}/api.xro/2.0"
-        self._http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
-        self._headers = {
-            "Authorization": f"Bearer {access_token}",
-            "Accept": "application/json",
-            "xero-tenant-id": tenant_id,
-        }
+        root = api_base.rstrip("/")
+        self._base = f"{root}/api.xro/2.0"
+        self._connections = f"{root}/connections"
 
-    def close(self) -> None:
-        self._http.close()
+    def _get(
+        self,
+        path: str,
+        what: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        sent = {"xero-tenant-id": self.tenant_id, **(headers or {})}
+        return self.session.call("GET", f"{self._base}{path}", what, params=params, headers=sent)
 
-    def get(self, path: str, what: str, **params: str) -> dict[str, Any]:
-        body = request(
-            self._http, "GET", f"{self._base}{path}", what, params=params, headers=self._headers
-        )
-        if not isinstance(body, dict):
-            raise DataError(f"{what}: the reply is not a JSON object")
-        return body
-
-    def invoice_pages(
-        self, *, where: str | None = None, statuses: str | None = None, summary_only: bool = True
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Every matching invoice, a page of up to 1000 at a time."""
-        params = {"pageSize": str(PAGE_SIZE)}
+    def page(
+        self,
+        endpoint: str,
+        page: int,
+        *,
+        where: str | None = None,
+        statuses: str | None = None,
+        modified_since: datetime | None = None,
+        summary_only: bool = False,
+        **extra: str,
+    ) -> tuple[list[Row], dict[str, Any] | None, datetime]:
+        """One page (1-based) of a list endpoint: (rows, pagination or None, server time)."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown Xero list endpoint {endpoint!r}")
+        if page < 1:
+            raise ValueError("Xero pages start at 1")
+        what = f"Xero {endpoint} page {page}"
+        params = {"page": str(page), "pageSize": str(PAGE_SIZE), **extra}
         if where:
             params["where"] = where
         if statuses:
             params["Statuses"] = statuses
         if summary_only:
             params["summaryOnly"] = "true"
-        page = 1
-        while True:
-            body = self.get("/Invoices", "Xero invoices", page=str(page), **params)
-            rows = body.get("Invoices", [])
-            if not isinstance(rows, list):
-                raise DataError("Xero invoices: Invoices is not a list")
-            if rows:
-                yield rows
-            if len(rows) < PAGE_SIZE:
-                return
-            page += 1
+        headers = {}
+        if modified_since is not None:
+            headers["If-Modified-Since"] = http_date(modified_since)
+        reply = self._get(f"/{endpoint}", what, params, headers)
+        when = server_time(reply, what)
+        if reply.status == 304:
+            return [], None, when  # HTTP's "nothing changed since": no body to read
+        rows = _rows(reply.body, endpoint, what)
+        pagination = reply.body.get("pagination")
+        if pagination is not None and not isinstance(pagination, dict):
+            raise DataError(f"{what}: pagination is not an object")
+        return rows, pagination, when
+
+    def invoices_by_id(self, ids: Iterable[str]) -> list[Row]:
+        """The invoices with these InvoiceIDs (any status), read `IDS_PER_CALL` at a time."""
+        wanted = list(dict.fromkeys(ids))
+        rows: list[Row] = []
+        for start in range(0, len(wanted), IDS_PER_CALL):
+            chunk = wanted[start : start + IDS_PER_CALL]
+            what = f"Xero Invoices by id ({len(chunk)})"
+            reply = self._get("/Invoices", what, {"IDs": ",".join(chunk), "summaryOnly": "true"})
+            rows.extend(_rows(reply.body, "Invoices", what))
+        return rows
+
+    def connections(self) -> list[Row]:
+        """The organisations this grant reaches (GET /connections; no tenant header)."""
+        what = "Xero connections"
+        reply = self.session.call("GET", self._connections, what)
+        body = reply.body
+        if not isinstance(body, list) or not all(isinstance(c, dict) for c in body):
+            raise DataError(f"{what}: the reply is not a list of connections")
+        return body
+
+
+def _rows(body: Any, key: str, what: str) -> list[Row]:
+    if not isinstance(body, dict):
+        raise DataError(f"{what}: the reply is not a JSON object")
+    rows = body.get(key)
+    if not isinstance(rows, list):
+        raise DataError(f"{what}: {key} is missing or not a list")
+    if not all(isinstance(row, dict) for row in rows):
+        raise DataError(f"{what}: {key} holds something other than objects")
+    return rows

@@ -1,0 +1,395 @@
+"""The Xero connector: full passes, If-Modified-Since cycles and sweeps of the open invoices.
+
+Cursor state (JSON, version 1). Every time in it is Xero's own clock (a reply's `Date` header)
+less one second, because If-Modified-Since is read to the second:
+
+    full pass   {"v": 1, "phase": "initial", "pass": id, "since": t, "endpoint": i, "page": n}
+    at rest     {"v": 1, "phase": "incremental", "since": {"Invoices": t, "Contacts": t,
+                 "Payments": t, "CreditNotes": t}, "swept_at": t}
+    mid-cycle   the same plus "cycle": {"steps": [...], "step": i, "page": n, "pending": t,
+                 "sweep_at": t, "recheck": [ids]}
+
+A cycle's steps are endpoints ("Invoices", "Contacts", "Payments", "CreditNotes") read with
+If-Modified-Since, and for a sweep "open" (every AUTHORISED sales invoice) and "recheck" (the
+invoices the store holds as open that "open" did not list, re-read by id). An endpoint's new
+`since` is held in "pending" until its last page, so a killed cycle resumes at the page it
+reached and never skips a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from arsync.connectors.base import CompanyInfo, Link, Page, TokenSource, register
+from arsync.connectors.http import ApiSession
+from arsync.connectors.xero import mapping
+from arsync.connectors.xero.client import IDS_PER_CALL, PAGE_SIZE, Row, XeroClient
+from arsync.domain import Deleted, Item, Kind
+from arsync.errors import DataError, PermanentError
+
+_log = logging.getLogger(__name__)
+
+VERSION = 1
+#: If-Modified-Since is to the second: step back one so nothing stamped in the reply's own
+#: second is missed (a record seen twice is harmless, one never seen is not)
+OVERLAP = timedelta(seconds=1)
+SALES_INVOICES = 'Type=="ACCREC"'
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One list endpoint as arsync reads it."""
+
+    endpoint: str
+    kind: Kind
+    name: str  # Page.stream
+    map: Callable[[Row], mapping.Mapped]
+    where: str | None
+    summary_only: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+STREAMS: dict[str, Stream] = {
+    s.endpoint: s
+    for s in (
+        # Archived contacts still owe money; without includeArchived Xero hides them.
+        Stream(
+            "Contacts",
+            Kind.CUSTOMER,
+            "contacts",
+            mapping.contact,
+            None,
+            extra=(("includeArchived", "true"),),
+        ),
+        # summaryOnly drops line items and nested payments, none of which the mapping reads.
+        Stream(
+            "Invoices", Kind.INVOICE, "invoices", mapping.invoice, SALES_INVOICES, summary_only=True
+        ),
+        Stream(
+            "Payments", Kind.PAYMENT, "payments", mapping.payment, 'PaymentType=="ACCRECPAYMENT"'
+        ),
+        Stream(
+            "CreditNotes", Kind.CREDIT, "credit notes", mapping.credit_note, 'Type=="ACCRECCREDIT"'
+        ),
+    )
+}
+FULL_ORDER = ("Contacts", "Invoices", "Payments", "CreditNotes")
+SWEEP_STEPS = ["open", "recheck", "Payments", "CreditNotes"]
+
+
+class XeroConnector:
+    """One Xero organisation, pulled as pages of records with their cursor."""
+
+    platform: ClassVar[str] = "xero"
+
+    def __init__(
+        self, link: Link, tokens: TokenSource, *, session: ApiSession | None = None
+    ) -> None:
+        self.link = link
+        self._own_session = session is None
+        self.session = session or ApiSession(platform="xero", tokens=tokens, limits=link.limits)
+        self.client = XeroClient(self.session, link.tenant_id, link.api_base)
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    def company(self) -> CompanyInfo:
+        wanted = self.link.tenant_id.lower()
+        for conn in self.client.connections():
+            if str(conn.get("tenantId", "")).lower() == wanted:
+                name = conn.get("tenantName")
+                if not isinstance(name, str):
+                    raise DataError("Xero connections: tenantName is not text")
+                return CompanyInfo(name=name)
+        raise PermanentError(
+            f"Xero organisation {self.link.tenant_id} is not among this connection's "
+            "organisations: its access was removed; reconnect it"
+        )
+
+    # -- pulling ----------------------------------------------------------------------------------
+    def pull(
+        self,
+        state: Mapping[str, Any] | None,
+        *,
+        full: bool,
+        force_sweep: bool,
+        local_open: Callable[[], set[str]],
+        now: datetime,
+    ) -> Iterator[Page]:
+        if full or state is None:
+            yield from self._full_pass(None)
+            return
+        try:
+            phase = _phase(state)
+        except (KeyError, TypeError, ValueError) as err:
+            # A cursor this code cannot read (another version, a damaged row): a full pass
+            # re-reads everything and loses nothing.
+            _log.warning(
+                "xero %s: unreadable cursor (%s); starting a full pass", self.link.name, err
+            )
+            yield from self._full_pass(None)
+            return
+        if phase == "initial":
+            yield from self._full_pass(state)
+            return
+        yield from self._incremental(state, force_sweep=force_sweep, local_open=local_open, now=now)
+
+    # -- the full pass ----------------------------------------------------------------------------
+    def _full_pass(self, resume: Mapping[str, Any] | None) -> Iterator[Page]:
+        pass_id: str | None = None
+        since: datetime | None = None
+        index, page = 0, 1
+        if resume is not None:
+            pass_id = str(resume["pass"])
+            since = _time(resume["since"])
+            index, page = int(resume["endpoint"]), int(resume["page"])
+        while index < len(FULL_ORDER):
+            stream = STREAMS[FULL_ORDER[index]]
+            rows, pagination, at = self._list(stream, page)
+            if pass_id is None or since is None:
+                # Fixed at the pass's first reply: the incremental that follows starts there.
+                pass_id, since = uuid.uuid4().hex, at - OVERLAP
+            last = _is_last(rows, pagination, page)
+            if last:
+                index, page = index + 1, 1
+            else:
+                page += 1
+            if index < len(FULL_ORDER):
+                cursor: dict[str, Any] = {
+                    "v": VERSION,
+                    "phase": "initial",
+                    "pass": pass_id,
+                    "since": since.isoformat(),
+                    "endpoint": index,
+                    "page": page,
+                }
+            else:
+                cursor = _at_rest({name: since for name in FULL_ORDER}, since)
+            yield Page(
+                stream=stream.name,
+                items=_mapped(stream, rows),
+                cursor=cursor,
+                full_pass=pass_id,
+                completed=frozenset({stream.kind}) if last else frozenset(),
+                total=_item_count(pagination),
+            )
+
+    # -- incremental cycles and sweeps ------------------------------------------------------------
+    def _incremental(
+        self,
+        state: Mapping[str, Any],
+        *,
+        force_sweep: bool,
+        local_open: Callable[[], set[str]],
+        now: datetime,
+    ) -> Iterator[Page]:
+        since = {name: _time(state["since"][name]) for name in FULL_ORDER}
+        swept_at = _time(state["swept_at"])
+        cycle = state.get("cycle")
+        if cycle is not None:
+            planned_sweep = "open" in cycle["steps"]
+            since, swept_at = yield from self._cycle(since, swept_at, cycle, local_open)
+            if planned_sweep or not force_sweep:
+                return
+            # The cycle resumed was planned before this sweep was asked for: run one more.
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        sweep = force_sweep or now - swept_at >= self.link.sweep_every
+        steps = ["Invoices", "Contacts"] + (SWEEP_STEPS if sweep else [])
+        fresh = {"steps": steps, "step": 0, "page": 1, "pending": None, "sweep_at": None}
+        yield from self._cycle(since, swept_at, fresh, local_open)
+
+    def _cycle(
+        self,
+        since: dict[str, datetime],
+        swept_at: datetime,
+        cycle: Mapping[str, Any],
+        local_open: Callable[[], set[str]],
+    ) -> Generator[Page, None, tuple[dict[str, datetime], datetime]]:
+        since = dict(since)
+        steps = [str(s) for s in cycle["steps"]]
+        index, page = int(cycle["step"]), int(cycle["page"])
+        pending = _time(cycle["pending"]) if cycle.get("pending") else None
+        sweep_at = _time(cycle["sweep_at"]) if cycle.get("sweep_at") else None
+        recheck: list[str] | None = (
+            [str(i) for i in cycle["recheck"]] if cycle.get("recheck") is not None else None
+        )
+        if index < len(steps) and steps[index] == "open" and page > 1:
+            # The ids listed on the pages before the kill were not kept, and the recheck needs
+            # them all: listing again from page 1 costs fewer calls than re-reading them by id.
+            page = 1
+        seen: set[str] = set()
+        finished = False
+        while index < len(steps):
+            step = steps[index]
+            total: int | None = None
+            if step in STREAMS:
+                stream = STREAMS[step]
+                rows, pagination, at = self._list(stream, page, since[step])
+                if pending is None:
+                    pending = at - OVERLAP
+                items = _mapped(stream, rows)
+                name = stream.name
+                total = _item_count(pagination)
+                if step == "Invoices" and rows and "Payments" not in steps:
+                    # A payment or a credit moves its invoice's UpdatedDateUTC; with no invoice
+                    # changed there is nothing new to find there (the sweep reads them anyway).
+                    steps += ["Payments", "CreditNotes"]
+                if _is_last(rows, pagination, page):
+                    since[step], pending = pending, None
+                    index, page = index + 1, 1
+                else:
+                    page += 1
+            elif step == "open":
+                rows, pagination, at = self.client.page(
+                    "Invoices", page, where=SALES_INVOICES, statuses="AUTHORISED", summary_only=True
+                )
+                if sweep_at is None:
+                    sweep_at = at - OVERLAP
+                seen.update(_ids(rows))
+                items = _mapped(STREAMS["Invoices"], rows)
+                name = "open invoices"
+                total = _item_count(pagination)
+                if _is_last(rows, pagination, page):
+                    # Taken before this page is committed, which cannot change the answer:
+                    # every invoice on the page is in `seen`.
+                    recheck = sorted({i for i in local_open() if i.lower() not in seen})
+                    index, page = index + 1, 1
+                else:
+                    page += 1
+            else:  # "recheck"
+                if not recheck:
+                    recheck = None
+                    index += 1
+                    continue
+                chunk, rest = recheck[:IDS_PER_CALL], recheck[IDS_PER_CALL:]
+                rows = self.client.invoices_by_id(chunk)
+                returned = _ids(rows)
+                items = _mapped(STREAMS["Invoices"], rows)
+                # Xero no longer knows these at all: gone as surely as a DELETED invoice.
+                items += [Deleted(Kind.INVOICE, i) for i in chunk if i.lower() not in returned]
+                name = "open invoices"
+                recheck = rest or None
+                if not rest:
+                    index += 1
+            finished = index >= len(steps)
+            if finished:
+                if sweep_at is not None:
+                    swept_at = sweep_at
+                cursor = _at_rest(since, swept_at)
+            else:
+                cursor = _at_rest(since, swept_at)
+                cursor["cycle"] = {
+                    "steps": list(steps),  # a copy: later steps must not rewrite this cursor
+                    "step": index,
+                    "page": page,
+                    "pending": pending.isoformat() if pending else None,
+                    "sweep_at": sweep_at.isoformat() if sweep_at else None,
+                    "recheck": recheck,
+                }
+            yield Page(stream=name, items=items, cursor=cursor, total=total)
+        if not finished:
+            # The last steps had nothing to call for: the state at rest still has to be stored.
+            if sweep_at is not None:
+                swept_at = sweep_at
+            yield Page(stream="changes", items=[], cursor=_at_rest(since, swept_at))
+        return since, swept_at
+
+    def _list(
+        self, stream: Stream, page: int, modified_since: datetime | None = None
+    ) -> tuple[list[Row], dict[str, Any] | None, datetime]:
+        return self.client.page(
+            stream.endpoint,
+            page,
+            where=stream.where,
+            modified_since=modified_since,
+            summary_only=stream.summary_only,
+            **dict(stream.extra),
+        )
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _phase(state: Mapping[str, Any]) -> str:
+    """The cursor's phase, once every part of it has been checked readable."""
+    if state.get("v") != VERSION:
+        raise ValueError(f"cursor version {state.get('v')!r}")
+    phase = state["phase"]
+    if phase == "initial":
+        str(state["pass"])
+        _time(state["since"])
+        if not 0 <= int(state["endpoint"]) < len(FULL_ORDER) or int(state["page"]) < 1:
+            raise ValueError("full pass position out of range")
+    elif phase == "incremental":
+        for name in FULL_ORDER:
+            _time(state["since"][name])
+        _time(state["swept_at"])
+        cycle = state.get("cycle")
+        if cycle is not None:
+            steps = cycle["steps"]
+            if not isinstance(steps, list) or any(
+                s not in STREAMS and s not in ("open", "recheck") for s in steps
+            ):
+                raise ValueError(f"unknown cycle steps {steps!r}")
+            if int(cycle["step"]) < 0 or int(cycle["page"]) < 1:
+                raise ValueError("cycle position out of range")
+            for key in ("pending", "sweep_at"):
+                if cycle.get(key) is not None:
+                    _time(cycle[key])
+            if cycle.get("recheck") is not None and not isinstance(cycle["recheck"], list):
+                raise ValueError("recheck is not a list of ids")
+    else:
+        raise ValueError(f"unknown phase {phase!r}")
+    return str(phase)
+
+
+def _time(raw: Any) -> datetime:
+    moment = datetime.fromisoformat(str(raw))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _at_rest(since: Mapping[str, datetime], swept_at: datetime) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "phase": "incremental",
+        "since": {name: since[name].isoformat() for name in FULL_ORDER},
+        "swept_at": swept_at.isoformat(),
+    }
+
+
+def _is_last(rows: list[Row], pagination: Mapping[str, Any] | None, page: int) -> bool:
+    """A short page is the last; so is the page Xero's pagination counts as the last."""
+    size = PAGE_SIZE
+    if pagination:
+        served = _count(pagination.get("pageSize"))
+        if served:
+            size = served  # Xero serves its own cap when asked for more, and says so here
+        pages = _count(pagination.get("pageCount"))
+        if pages is not None and page >= pages:
+            return True
+    return len(rows) < size
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _item_count(pagination: Mapping[str, Any] | None) -> int | None:
+    return _count(pagination.get("itemCount")) if pagination else None
+
+
+def _mapped(stream: Stream, rows: list[Row]) -> list[Item]:
+    # None: a row that is not arsync's (a bill, a supplier payment): dropped here.
+    return [item for item in map(stream.map, rows) if item is not None]
+
+
+def _ids(rows: list[Row]) -> set[str]:
+    return {str(row["InvoiceID"]).lower() for row in rows if isinstance(row.get("InvoiceID"), str)}
+
+
+register("xero", XeroConnector)
