@@ -28,7 +28,13 @@ from typing import Any, ClassVar
 from arsync.connectors.base import CompanyInfo, Link, Page, TokenSource, register
 from arsync.connectors.http import ApiSession
 from arsync.connectors.xero import mapping
-from arsync.connectors.xero.client import IDS_PER_CALL, PAGE_SIZE, Row, XeroClient
+from arsync.connectors.xero.client import (
+    IDS_PER_CALL,
+    PAGE_SIZE,
+    Row,
+    XeroClient,
+    parse_xero_date,
+)
 from arsync.domain import Deleted, Item, Kind
 from arsync.errors import DataError, PermanentError
 
@@ -237,7 +243,7 @@ class XeroConnector:
                 items = _mapped(stream, rows)
                 name = stream.name
                 total = _item_count(pagination)
-                if step == "Invoices" and rows and "Payments" not in steps:
+                if step == "Invoices" and "Payments" not in steps and _news(rows, since[step]):
                     # A payment or a credit moves its invoice's UpdatedDateUTC; with no invoice
                     # changed there is nothing new to find there (the sweep reads them anyway).
                     steps += ["Payments", "CreditNotes"]
@@ -386,6 +392,20 @@ def _item_count(pagination: Mapping[str, Any] | None) -> int | None:
 def _mapped(stream: Stream, rows: list[Row]) -> list[Item]:
     # None: a row that is not arsync's (a bill, a supplier payment): dropped here.
     return [item for item in map(stream.map, rows) if item is not None]
+
+
+def _news(rows: list[Row], since: datetime) -> bool:
+    """Whether an invoice changed after the previous cycle read them: `since` overlaps that
+    read by OVERLAP, so invoices already seen come back and must not count as news."""
+    seen_until = since + OVERLAP
+    for row in rows:
+        raw = row.get("UpdatedDateUTC")
+        try:
+            if not isinstance(raw, str) or parse_xero_date(raw) >= seen_until:
+                return True
+        except DataError:
+            return True
+    return False
 
 
 def _ids(rows: list[Row]) -> set[str]:
