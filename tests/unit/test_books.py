@@ -46,3 +46,12 @@ def test_qbo_books_are_single_currency_without_bills_or_drafts() -> None:
     assert {i.currency for i in books.invoices} == {"USD"}
     assert not any(i.is_bill or i.state == "draft" for i in books.invoices)
     assert books.tenant_id.isdigit()
+
+
+def test_no_record_is_stamped_in_the_future() -> None:
+    # Enough invoices that some are issued today, at a random hour that may be later than now.
+    for platform in ("qbo", "xero"):
+        books = generate_books(platform=platform, seed=5, now=NOW, customers=50, invoices=3000)
+        assert any(inv.issued_on == NOW.date() for inv in books.invoices)
+        assert all(inv.created_at <= NOW for inv in books.invoices)
+        assert all(c.created_at <= NOW for c in books.customers)

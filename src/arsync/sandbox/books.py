@@ -382,7 +382,9 @@ def generate_books(
             qty = Decimal(rng.choice((1, 1, 1, 2, 3, 4, 5, 8, 10)))
             price = _money(rng, lo, hi) * (Decimal(8) if large else Decimal(1))
             lines.append(GenLine(desc, qty, price))
-        created = _at(issued, rng).replace(tzinfo=UTC)
+        # An invoice issued today was entered before now, never later in the day: a platform
+        # never reports a change time in its own future.
+        created = min(_at(issued, rng).replace(tzinfo=UTC), now)
         inv = GenInvoice(
             key=key,
             number=f"{prefix}{1000 + key}",
