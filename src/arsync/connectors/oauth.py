@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -47,6 +46,8 @@ from arsync.errors import (
     ReconnectNeeded,
     TransientError,
 )
+from arsync.store.locks import file_lock
+from arsync.store.locks import lock_dir as store_lock_dir
 from arsync.store.schema import connectors, events, tokens
 
 log = structlog.get_logger("arsync.oauth")
@@ -635,16 +636,6 @@ def _thread_lock(key: tuple[str, int]) -> threading.Lock:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
-def sqlite_lock_dir(engine: Engine) -> Path | None:
-    """The directory beside a SQLite file (None for in-memory databases and other engines)."""
-    if engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).resolve().parent
-
-
 class TokenManager:
     """A TokenSource for one connector: access tokens from the store, refreshed single-flight."""
 
@@ -675,7 +666,7 @@ class TokenManager:
         if engine.dialect.name == "postgresql":
             self._lock_path: Path | None = None  # the row lock does it
         else:
-            directory = lock_dir or sqlite_lock_dir(engine)
+            directory = lock_dir or store_lock_dir(engine)
             self._lock_path = directory / f"connector-{connector_id}.lock" if directory else None
         where = (
             str(self._lock_path)
@@ -745,12 +736,8 @@ class TokenManager:
             yield
             return
         self._lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with file_lock(self._lock_path):
             yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def _locked(self, needed: Callable[[TokenRecord], bool]) -> tuple[TokenRecord, bool]:
         """Under the connector's locks: re-read the row, refresh if `needed(row)`, commit."""

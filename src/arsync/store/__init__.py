@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from arsync.store.engine import open_engine
-from arsync.store.repo import Busy, PageOutcome, Store
+from arsync.store.locks import Busy
+from arsync.store.repo import PageOutcome, Store
 
 
 def open_store(url: str) -> Store:

@@ -8,7 +8,6 @@ newer arsync is refused rather than touched. A SQLite file is copied aside befor
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
@@ -25,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from arsync import alembic_dir
 from arsync.errors import ConfigError
+from arsync.store.locks import file_lock
 
 #: file systems a SQLite database must not live on: their locking breaks WAL and fsync
 NETWORK_FILESYSTEMS = frozenset(
@@ -204,13 +204,8 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if path is None:
         yield
         return
-    fd = os.open(f"{path}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(Path(f"{path}.migrate-lock")):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def upgrade(engine: Engine) -> None:

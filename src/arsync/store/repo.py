@@ -9,14 +9,11 @@ cursor. Either all of a page lands with its cursor, or none of it does.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -49,8 +46,8 @@ from arsync.domain import (
     Quarantined,
     Record,
 )
-from arsync.errors import ArsyncError
-from arsync.store.engine import dumps, sqlite_path
+from arsync.store.engine import dumps
+from arsync.store.locks import Busy, file_lock, lock_dir
 from arsync.store.schema import (
     BUSINESS,
     connectors,
@@ -64,10 +61,6 @@ from arsync.store.types import SCALE, Amount, UtcDateTime
 
 #: ids per IN (...) query: well under SQLite's and PostgreSQL's bind-parameter limits
 CHUNK = 500
-
-
-class Busy(ArsyncError):
-    """Another process holds the lock (e.g. a sync of the same connector is running)."""
 
 
 def now_utc() -> datetime:
@@ -694,19 +687,16 @@ class Store:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
             return
-        path = lock_dir(self.engine) / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        directory = lock_dir(self.engine)
+        if directory is None:  # an in-memory store: no other process can reach it
+            yield
+            return
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise Busy(f"{name}: busy in another process") from None
-            try:
+            with file_lock(directory / f"{digest}.lock", wait=wait):
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        except Busy:
+            raise Busy(f"{name}: busy in another process") from None
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -769,11 +759,3 @@ def _sqlite_datetime(value: datetime) -> str:
 
 def _same_value(value: Any) -> Any:
     return value
-
-
-def lock_dir(engine: Engine) -> Path:
-    """Where a SQLite store's lock files live: beside the database."""
-    path = sqlite_path(engine.url)
-    directory = (path.parent if path else Path("/tmp")) / ".arsync-locks"  # noqa: S108
-    directory.mkdir(mode=0o700, exist_ok=True)
-    return directory
