@@ -22,10 +22,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import Engine, insert, select, update
 
-from arsync.connectors.base import QBO_LIMITS, XERO_LIMITS, StaticTokens
+from arsync.connectors.base import PLATFORM_NAMES, QBO_LIMITS, XERO_LIMITS, StaticTokens
 from arsync.connectors.http import ApiSession
 from arsync.connectors.oauth import (
-    PLATFORM_NAMES,
     AuthorizationRequest,
     OAuthApp,
     TokenRecord,

@@ -16,15 +16,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from arsync.connectors.base import QBO_LIMITS, XERO_LIMITS, Endpoints, Link, StaticTokens
+from arsync.connectors.base import (
+    PLATFORM_NAMES,
+    QBO_LIMITS,
+    XERO_LIMITS,
+    Endpoints,
+    Link,
+    StaticTokens,
+)
 from arsync.sandbox.core import Sandbox, SandboxSettings
 from arsync.sandbox.platform import TenantInfo
 from arsync.sandbox.server import SandboxServer
 from arsync.status import ConnectorStatus, gather
 from arsync.store import Store, open_store
 from arsync.sync import Job, SyncReport, sync_connector
-
-PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
 
 
 @dataclass

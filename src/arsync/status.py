@@ -15,10 +15,11 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arsync.aging import BUCKETS, OpenItem, age
+from arsync.connectors.base import PLATFORM_NAMES
 from arsync.store import Store
 from arsync.store.schema import connectors, sync_runs, tokens
+from arsync.words import span
 
-PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
 #: Xero refresh tokens die after 60 days unused; QBO's roll for 100 days
 REFRESH_UNUSED_LIMIT = {"xero": timedelta(days=60), "qbo": timedelta(days=100)}
 BUCKET_KEYS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -146,17 +147,7 @@ def _ago(then: datetime | None, now: datetime) -> str:
     if then is None:
         return "never"
     seconds = (now - then).total_seconds()
-    return f"{_span(seconds)} ago" if seconds >= 0 else f"in {_span(-seconds)}"
-
-
-def _span(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
+    return f"{span(seconds)} ago" if seconds >= 0 else f"in {span(seconds)}"
 
 
 def render(

@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Protocol
 
 from arsync.domain import Item, Kind
 
+#: how arsync names each platform to people
+PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 from arsync.connectors.base import Limits
 from arsync.errors import Parked
+from arsync.words import span
 
 _IN_FLIGHT = math.inf
 
@@ -56,7 +57,7 @@ class RateGovernor:
                     break
                 if wait > self.limits.park_after.total_seconds():
                     raise Parked(
-                        f"the platform's limits ask for a wait of {_human(wait)}"
+                        f"the platform's limits ask for a wait of {span(wait)}"
                         f"{' (' + self._hold_reason + ')' if self._hold_reason else ''}",
                         retry_after=wait,
                         problem=self._hold_reason or None,
@@ -138,11 +139,3 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _human(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

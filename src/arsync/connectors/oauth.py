@@ -35,7 +35,7 @@ import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from arsync.connectors.base import Endpoints
+from arsync.connectors.base import PLATFORM_NAMES, Endpoints
 from arsync.connectors.http import retry_after_seconds
 from arsync.errors import (
     ArsyncError,
@@ -55,7 +55,6 @@ log = structlog.get_logger("arsync.oauth")
 #: systemd's LoadCredential= puts credentials in this directory
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
-PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
 
 #: what arsync asks for: reading the ledger, sending reminders and writing notes
 DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {

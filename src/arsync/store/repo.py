@@ -57,7 +57,7 @@ from arsync.store.schema import (
     quarantine,
     sync_runs,
 )
-from arsync.store.types import SCALE, Amount, UtcDateTime
+from arsync.store.types import Amount, UtcDateTime, to_units
 
 #: ids per IN (...) query: well under SQLite's and PostgreSQL's bind-parameter limits
 CHUNK = 500
@@ -733,7 +733,7 @@ def _convert_row(
 
 def _sqlite_converter(kind: Any) -> Callable[[Any], Any]:
     if isinstance(kind, Amount):
-        return _amount
+        return to_units
     if isinstance(kind, UtcDateTime):
         return _sqlite_datetime
     if isinstance(kind, Date):
@@ -743,13 +743,6 @@ def _sqlite_converter(kind: Any) -> Callable[[Any], Any]:
     if isinstance(kind, JSON):
         return dumps
     return _same_value
-
-
-def _amount(value: Decimal) -> int:
-    scaled = value * SCALE
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"amount {value} has more than four decimal places")
-    return int(scaled)
 
 
 def _sqlite_datetime(value: datetime) -> str:

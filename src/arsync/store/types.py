@@ -13,6 +13,22 @@ from sqlalchemy.types import TypeDecorator
 SCALE = Decimal(10_000)
 
 
+def to_units(value: Decimal) -> int:
+    """An amount as whole ten-thousandths; more places than four is refused, never rounded."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"amounts must be Decimal, got {type(value).__name__}")
+    scaled = value * SCALE
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"amount {value} has more than four decimal places")
+    return int(scaled)
+
+
+def from_units(units: int) -> Decimal:
+    """Back to a Decimal: two places when that is exact (money as people write it), else four."""
+    amount = Decimal(units) / SCALE
+    return amount.quantize(Decimal("0.01")) if units % 100 == 0 else amount
+
+
 class Amount(TypeDecorator[Decimal]):
     """A Decimal with at most four places, stored as an integer count of ten-thousandths.
 
@@ -24,23 +40,10 @@ class Amount(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
-        if not isinstance(value, Decimal):
-            raise TypeError(f"amounts must be Decimal, got {type(value).__name__}")
-        scaled = value * SCALE
-        if scaled != scaled.to_integral_value():
-            raise ValueError(f"amount {value} has more than four decimal places")
-        return int(scaled)
+        return None if value is None else to_units(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return (
-            (Decimal(int(value)) / SCALE).quantize(Decimal("0.01"))
-            if int(value) % 100 == 0
-            else Decimal(int(value)) / SCALE
-        )
+        return None if value is None else from_units(int(value))
 
 
 class UtcDateTime(TypeDecorator[datetime]):
