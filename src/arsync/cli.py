@@ -6,12 +6,15 @@ import contextlib
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from arsync import __version__
 from arsync.errors import ArsyncError, ConfigError
+
+if TYPE_CHECKING:
+    from arsync.config import Config
 
 app = typer.Typer(
     name="arsync",
@@ -70,17 +73,19 @@ HomeOption = Annotated[
 ]
 
 
-def _logs(home: Path) -> None:
-    """Logging as config/arsync.toml says (before validation: the defaults)."""
+def _configured(home: Path) -> Config:
+    """The whole configuration, validated once, with logging set up as it says; exit code 2
+    and every problem listed when it is not valid."""
+    from arsync.config import load
     from arsync.logs import configure
 
     try:
-        from arsync.config import load
-
-        log = load(home).settings.log
-        configure(level=log.level, fmt=log.format)
-    except ArsyncError:
+        config = load(home)
+    except ArsyncError as err:
         configure()
+        raise _fail(err) from err
+    configure(level=config.settings.log.level, fmt=config.settings.log.format)
+    return config
 
 
 @app.command()
@@ -113,7 +118,7 @@ def connect(
     """
     from arsync.commands import connect as run_connect
 
-    _logs(home)
+    config = _configured(home)
 
     def choose(choices: list[Any]) -> Any:
         typer.echo("The consent covers several companies:")
@@ -126,7 +131,7 @@ def connect(
 
     try:
         summary = run_connect(
-            home,
+            config,
             name,
             headless=headless,
             open_browser=not no_browser,
@@ -166,13 +171,13 @@ def sync(
     from arsync.commands import TerminalProgress, exit_code, render_reports
     from arsync.commands import sync as run_sync
 
-    _logs(home)
+    config = _configured(home)
     try:
         if sys.stderr.isatty():
             with TerminalProgress() as bars:
-                reports = run_sync(home, names or [], full=full, sweep=sweep, progress=bars)
+                reports = run_sync(config, names or [], full=full, sweep=sweep, progress=bars)
         else:
-            reports = run_sync(home, names or [], full=full, sweep=sweep, progress=None)
+            reports = run_sync(config, names or [], full=full, sweep=sweep, progress=None)
     except ArsyncError as err:
         raise _fail(err) from err
     render_reports(reports)
@@ -188,8 +193,9 @@ def status(
     """Each connector's health, last sync, record counts and receivables aging (from the store)."""
     from arsync.commands import status as run_status
 
+    config = _configured(home)
     try:
-        run_status(home, names or [], as_json=as_json)
+        run_status(config, names or [], as_json=as_json)
     except ArsyncError as err:
         raise _fail(err) from err
 

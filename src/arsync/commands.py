@@ -12,16 +12,18 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import MultiFernet
 
-from arsync.config import Config, ConnectorConfig, load
+from arsync.config import Config, ConnectorConfig
 from arsync.connectors.base import Link, Page
 from arsync.errors import ArsyncError, ConfigError
 from arsync.store import Store, open_store
 from arsync.sync import FAILED, OK, PARKED, SKIPPED, Job, Progress, SyncReport, sync_all
+
+if TYPE_CHECKING:
+    from arsync.connectors.oauth import OAuthApp
 
 
 @dataclass
@@ -33,12 +35,6 @@ class Runtime:
         self.store.engine.dispose()
 
 
-def open_runtime(home: Path) -> Runtime:
-    config = load(home)
-    store = open_store(config.settings.store_url())
-    return Runtime(config, store)
-
-
 def key_ring(config: Config, *, create: bool) -> MultiFernet:
     from arsync.connectors.oauth import load_key
 
@@ -46,7 +42,7 @@ def key_ring(config: Config, *, create: bool) -> MultiFernet:
     return load_key(config.settings.key_location(), credential=secrets.credential, create=create)
 
 
-def oauth_app(connector: ConnectorConfig) -> Any:
+def oauth_app(connector: ConnectorConfig) -> OAuthApp:
     from arsync.connectors.oauth import OAuthApp
 
     return OAuthApp(
@@ -61,7 +57,7 @@ def oauth_app(connector: ConnectorConfig) -> Any:
 
 # -- connect ------------------------------------------------------------------------------------
 def connect(
-    home: Path,
+    config: Config,
     name: str,
     *,
     headless: bool,
@@ -77,7 +73,6 @@ def connect(
     from arsync.connect import store_connection
     from arsync.connectors.oauth import TokenVault
 
-    config = load(home)
     connector = config.connector(name)
     app = oauth_app(connector)  # the secret is checked before the browser opens
     fernet = key_ring(config, create=True)
@@ -113,17 +108,16 @@ def connect(
 
 # -- sync ---------------------------------------------------------------------------------------
 def sync(
-    home: Path,
+    config: Config,
     names: Sequence[str],
     *,
     full: bool,
     sweep: bool,
     progress: Progress | None,
 ) -> list[SyncReport]:
-    config = load(home)
     chosen = _chosen(config, names)
     runtime = Runtime(config, open_store(config.settings.store_url()))
-    apps: list[Any] = []
+    apps: list[OAuthApp] = []
     try:
         jobs: list[Job] = []
         reports: dict[str, SyncReport] = {}
@@ -184,7 +178,7 @@ def _job(
     connector_id: int,
     tenant_id: str,
     fernet: MultiFernet,
-    apps: list[Any],
+    apps: list[OAuthApp],
 ) -> Job:
     from arsync.connectors.oauth import TokenManager, TokenVault
 
@@ -264,10 +258,9 @@ def exit_code(reports: list[SyncReport]) -> int:
 
 
 # -- status -------------------------------------------------------------------------------------
-def status(home: Path, names: Sequence[str], *, as_json: bool) -> None:
+def status(config: Config, names: Sequence[str], *, as_json: bool) -> None:
     from arsync.status import gather, render
 
-    config = load(home)
     for n in names:
         config.connector(n)
     runtime = Runtime(config, open_store(config.settings.store_url()))

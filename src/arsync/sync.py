@@ -152,7 +152,7 @@ def _locked(
     except ArsyncError as err:  # reconnect needed, transient, refused, unreadable
         report.outcome, report.error, report.message = FAILED, err, str(err)
     finally:
-        report.api_calls = _calls(conn)
+        report.api_calls = conn.api_calls
         report.seconds = time.monotonic() - started
         outcome = report.outcome
         store.finish_sync(
@@ -178,11 +178,6 @@ def _locked(
         bound.warning("sync did not finish", outcome=report.outcome, error=report.message)
     progress.finished(report)
     return report
-
-
-def _calls(conn: Connector) -> int:
-    session = getattr(conn, "session", None)
-    return int(getattr(session, "calls", 0) or 0)
 
 
 def _summary(r: SyncReport) -> str:

@@ -166,6 +166,11 @@ class Connector(Protocol):
 
     def company(self) -> CompanyInfo: ...
 
+    @property
+    def api_calls(self) -> int:
+        """Calls made to the platform so far (each retry counts)."""
+        ...
+
     def pull(
         self,
         state: Mapping[str, Any] | None,

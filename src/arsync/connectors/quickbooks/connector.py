@@ -102,6 +102,10 @@ class QuickBooksConnector:
         if self._owns_session:
             self.session.close()
 
+    @property
+    def api_calls(self) -> int:
+        return self.session.calls
+
     # -- the company -------------------------------------------------------------------------------
     def company(self) -> CompanyInfo:
         info = self.client.company_info()

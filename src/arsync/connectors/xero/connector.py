@@ -105,6 +105,10 @@ class XeroConnector:
         if self._own_session:
             self.session.close()
 
+    @property
+    def api_calls(self) -> int:
+        return self.session.calls
+
     def company(self) -> CompanyInfo:
         wanted = self.link.tenant_id.lower()
         for conn in self.client.connections():
