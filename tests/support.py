@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from arsync.connectors.base import Connector, Page
 from arsync.sandbox import Sandbox, SandboxSettings
 
 #: Tests run on a fixed, frozen sandbox clock so that books and ages are the same every run.
@@ -42,3 +46,33 @@ def form_fields(page: str, choice: str) -> tuple[dict[str, str], list[str]]:
         elif attrs.get("type") in ("radio", "checkbox") and attrs.get("name") == choice:
             choices.append(attrs["value"])
     return hidden, choices
+
+
+@dataclass
+class ConnectorRun:
+    """A connector pulling from a live sandbox, with the sandbox's ledger to count its calls."""
+
+    sandbox: Sandbox
+    platform: str
+    tenant: str
+    connector: Connector
+
+    def calls(self) -> int:
+        return self.sandbox.ledger.count(platform=self.platform, kind="request", tenant=self.tenant)
+
+    def pull(
+        self,
+        state: dict[str, Any] | None,
+        *,
+        force_sweep: bool = False,
+        local_open: Callable[[], set[str]] = set,
+    ) -> list[Page]:
+        return list(
+            self.connector.pull(
+                state,
+                full=False,
+                force_sweep=force_sweep,
+                local_open=local_open,
+                now=self.sandbox.clock.now(),
+            )
+        )

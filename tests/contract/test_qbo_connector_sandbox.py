@@ -29,40 +29,23 @@ from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import QboLimits
 from arsync.sandbox.qbo.model import Company
 from tests.contract.qbo_support import connect_api
+from tests.support import ConnectorRun
 
 LIMITS = Limits(per_minute=100_000, per_second=10_000, concurrent=10, per_day=None)
 
 
 @dataclass
-class World:
-    sandbox: Sandbox
-    realm: str
+class World(ConnectorRun):
     connector: QuickBooksConnector
     event_at: datetime | None = None
 
     @property
+    def realm(self) -> str:
+        return self.tenant
+
+    @property
     def company(self) -> Company:
         return self.sandbox.qbo.company(self.realm)
-
-    def calls(self) -> int:
-        return self.sandbox.ledger.count(platform="qbo", kind="request", tenant=self.realm)
-
-    def pull(
-        self,
-        state: dict[str, Any] | None,
-        *,
-        force_sweep: bool = False,
-        local_open: Callable[[], set[str]] = set,
-    ) -> list[Page]:
-        return list(
-            self.connector.pull(
-                state,
-                full=False,
-                force_sweep=force_sweep,
-                local_open=local_open,
-                now=self.sandbox.clock.now(),
-            )
-        )
 
     def event(self, **event: Any) -> dict[str, Any]:
         """A business event a minute after the last pull, and a minute before the next one.
@@ -105,7 +88,7 @@ def world(sandbox_factory: Callable[..., Sandbox]) -> Iterator[World]:
             quiet = next(c for c in sandbox.qbo.company(realm).customers.values() if c.active)
             body = {"Id": str(quiet.id), "SyncToken": str(quiet.sync), "sparse": True}
             assert api.post("customer", {**body, "Active": False}).status_code == 200
-            yield World(sandbox, realm, connector)
+            yield World(sandbox, "qbo", realm, connector)
         finally:
             api.close()
             connector.close()

@@ -31,6 +31,7 @@ from arsync.domain import (
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import XeroLimits
 from arsync.sandbox.xero import state as xs
+from tests.support import ConnectorRun
 
 LIMITS = Limits(per_minute=100_000, per_second=None, concurrent=5, per_day=None)
 STATUS = {
@@ -49,36 +50,14 @@ def sandbox(sandbox_factory: Callable[..., Sandbox]) -> Sandbox:
 
 
 @dataclass
-class Run:
+class Run(ConnectorRun):
     """One connector on one organisation, and the sandbox behind it."""
 
-    sandbox: Sandbox
-    tenant: str
     connector: XeroConnector
 
     @property
     def org(self) -> xs.Organisation:
         return self.sandbox.xero.orgs[self.tenant]
-
-    def calls(self) -> int:
-        return self.sandbox.ledger.count(platform="xero", kind="request", tenant=self.tenant)
-
-    def pull(
-        self,
-        state: dict[str, Any] | None,
-        *,
-        force_sweep: bool = False,
-        local_open: Callable[[], set[str]] = set,
-    ) -> list[Page]:
-        return list(
-            self.connector.pull(
-                state,
-                full=False,
-                force_sweep=force_sweep,
-                local_open=local_open,
-                now=self.sandbox.clock.now(),
-            )
-        )
 
     def event(self, **event: Any) -> dict[str, Any]:
         return self.sandbox.event("xero", self.tenant, event)
@@ -98,7 +77,7 @@ def run(sandbox: Sandbox, server: SandboxServer) -> Any:
     api_base = Endpoints.sandbox("xero", server.url).api_base
     link = Link("kestrel", "xero", tenant, api_base, LIMITS)
     connector = XeroConnector(link, StaticTokens(sandbox.connect("xero", tenant).access_token))
-    yield Run(sandbox, tenant, connector)
+    yield Run(sandbox, "xero", tenant, connector)
     connector.close()
 
 
