@@ -259,23 +259,35 @@ def exit_code(reports: list[SyncReport]) -> int:
 
 # -- status -------------------------------------------------------------------------------------
 def status(config: Config, names: Sequence[str], *, as_json: bool) -> None:
-    from arsync.status import gather, render
+    from arsync.status import ConnectorStatus, gather, render
+    from arsync.store.engine import parse_url, sqlite_path
 
     for n in names:
         config.connector(n)
-    runtime = Runtime(config, open_store(config.settings.store_url()))
-    try:
-        configured = {n: c.platform_code for n, c in config.connectors.items()}
-        statuses = gather(runtime.store, configured, only=names)
-        now = datetime.now(UTC)
-        if as_json:
-            json.dump(
-                {"generated_at": now.isoformat(), "connectors": [s.to_json(now) for s in statuses]},
-                sys.stdout,
-                indent=2,
-            )
-            sys.stdout.write("\n")
-        else:
-            render(statuses, now)
-    finally:
-        runtime.close()
+    configured = {n: c.platform_code for n, c in config.connectors.items()}
+    url = config.settings.store_url()
+    path = sqlite_path(parse_url(url))
+    if path is not None and not path.exists():
+        # Nothing was ever connected here: say so without creating a store as a side effect
+        # (`status` in the wrong folder must not leave a database behind).
+        statuses = [
+            ConnectorStatus(n, p, configured=True, detail=f"run `arsync connect {n}`")
+            for n, p in sorted(configured.items())
+            if not names or n in names
+        ]
+    else:
+        runtime = Runtime(config, open_store(url))
+        try:
+            statuses = gather(runtime.store, configured, only=names)
+        finally:
+            runtime.close()
+    now = datetime.now(UTC)
+    if as_json:
+        json.dump(
+            {"generated_at": now.isoformat(), "connectors": [s.to_json(now) for s in statuses]},
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        render(statuses, now)

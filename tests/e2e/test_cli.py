@@ -181,3 +181,15 @@ def test_demo_with_empty_books_owes_only_the_invoice_it_raises() -> None:
     assert out.count("3 customers, 0 invoices, 0 payments, 0 credits") == 2
     assert "paid invoice" not in out  # nothing was open to pay
     assert out.count("1,250.00") >= 4  # raised, then aged, in each company
+
+
+def test_status_before_any_connect_reports_and_creates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "connectors").mkdir()
+    (tmp_path / "connectors" / "acme.toml").write_text(
+        'platform = "xero"\ndisplay_name = "Acme"\n'
+        '[oauth]\nclient_id = "abc"\nclient_secret_env = "ACME_SECRET"\n'
+    )
+    result = run("status", "--home", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "not connected: run `arsync connect acme`" in result.stdout
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["acme.toml", "connectors"]

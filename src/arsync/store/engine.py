@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from arsync import alembic_dir
 from arsync.errors import ConfigError
-from arsync.store.locks import file_lock
+from arsync.store.locks import file_lock, lock_dir
 
 #: file systems a SQLite database must not live on: their locking breaks WAL and fsync
 NETWORK_FILESYSTEMS = frozenset(
@@ -200,11 +200,11 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
         return
-    path = sqlite_path(engine.url)
-    if path is None:
+    directory = lock_dir(engine)
+    if directory is None:  # in-memory: no other process can reach it
         yield
         return
-    with file_lock(Path(f"{path}.migrate-lock")):
+    with file_lock(directory / "migrate.lock"):
         yield
 
 
