@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from arsync.aging import BUCKETS, OpenItem, age
 from arsync.connectors.base import PLATFORM_NAMES
@@ -84,10 +84,15 @@ def gather(
     with store.engine.connect() as conn:
         rows = {r.name: r for r in conn.execute(select(connectors))}
         toks = {r.connector_id: r for r in conn.execute(select(tokens))}
+        # the last finished run of each connector (the table grows with every sync)
+        last_ids = (
+            select(func.max(sync_runs.c.id))
+            .where(sync_runs.c.outcome != "running")
+            .group_by(sync_runs.c.connector_id)
+        )
         last_runs = {
             r.connector_id: r
-            for r in conn.execute(select(sync_runs).order_by(sync_runs.c.id))
-            if r.outcome != "running"
+            for r in conn.execute(select(sync_runs).where(sync_runs.c.id.in_(last_ids)))
         }
     names = sorted(set(configured) | set(rows))
     if only:

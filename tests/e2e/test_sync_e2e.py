@@ -195,6 +195,7 @@ def test_connect_sync_and_follow_the_books(
     data = json.loads(status.stdout)
     by_name = {c["name"]: c for c in data["connectors"]}
     assert {c["health"] for c in by_name.values()} == {"ok"}
+    assert {c["last_sync"]["outcome"] for c in by_name.values()} == {"ok"}
     assert by_name["books-qbo"]["company"] == qbo.name
     owed = {row["currency"]: row["total"] for row in by_name["books-qbo"]["aging"]}
     books: dict[str, Decimal] = {}

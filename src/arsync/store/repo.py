@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -144,17 +144,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _same(old: Any, new: Any) -> bool:
-    if isinstance(old, datetime) and isinstance(new, datetime):
-        return old == new
-    if isinstance(old, Decimal) or isinstance(new, Decimal):
-        try:
-            return Decimal(old) == Decimal(new)
-        except (TypeError, ValueError, ArithmeticError):
-            return False
-    return bool(old == new)
-
-
 @dataclass
 class PageOutcome:
     created: int = 0
@@ -162,7 +151,6 @@ class PageOutcome:
     deleted: int = 0
     quarantined: int = 0
     unchanged: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def touched(self) -> int:
@@ -244,14 +232,6 @@ class Store:
                     action="parked",
                     detail={"until": until.isoformat(), "reason": reason},
                 )
-            )
-
-    def unpark(self, connector_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(connectors)
-                .where(connectors.c.id == connector_id)
-                .values(parked_until=None, parked_reason=None)
             )
 
     # -- sync runs ----------------------------------------------------------------------------
@@ -447,7 +427,7 @@ class Store:
             diff = {
                 key: [_jsonable(getattr(old, key)), _jsonable(value)]
                 for key, value in row.items()
-                if key != "external_id" and not _same(getattr(old, key), value)
+                if key != "external_id" and getattr(old, key) != value
             }
             restored = bool(old.deleted)
             pass_moved = full_pass is not None and old.seen_pass != full_pass
@@ -521,7 +501,6 @@ class Store:
             outcome.unchanged += len(seen_only)
         if log:
             bulk_insert(conn, events, log)
-        outcome.by_kind[kind.value] = outcome.by_kind.get(kind.value, 0) + len(by_id)
 
     @staticmethod
     def _event(
