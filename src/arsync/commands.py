@@ -234,6 +234,10 @@ class TerminalProgress(Progress):
             task = self.bars.add_task(f"{name}: {page.stream}", total=page.total)
             self.tasks[key] = task
         self.bars.update(task, advance=records, total=page.total)
+        if page.completed:
+            # a platform that gave no total (QBO) has now said where the stream ends
+            done = self.bars.tasks[task].completed
+            self.bars.update(task, total=done, completed=done)
 
 
 def render_reports(reports: list[SyncReport]) -> None:
