@@ -199,6 +199,55 @@ def test_count(api: Api, sandbox: Sandbox) -> None:
     }
 
 
+def test_preferences_and_company_info_are_one_read_only_object_each(
+    api: Api, sandbox: Sandbox
+) -> None:
+    got = api.get("preferences")
+    assert got.status_code == 200
+    body = got.json()
+    assert set(body) == {"Preferences", "time"}
+    prefs = body["Preferences"]
+    assert prefs["CurrencyPrefs"] == {
+        "MultiCurrencyEnabled": False,
+        "HomeCurrency": {"value": "USD"},
+    }
+    for section in (
+        "AccountingInfoPrefs",
+        "SalesFormsPrefs",
+        "EmailMessagesPrefs",
+        "OtherPrefs",
+        "TimeTrackingPrefs",
+    ):
+        assert isinstance(prefs[section], dict), section
+    assert prefs["SalesFormsPrefs"]["DefaultTerms"] == {"value": "3"}
+    assert prefs["MetaData"]["CreateTime"].endswith(("-07:00", "-08:00"))  # company-local
+
+    queried = api.query("select * from preferences").json()["QueryResponse"]
+    assert queried == {"Preferences": [prefs], "startPosition": 1, "maxResults": 1}
+    assert api.query("SELECT COUNT(*) FROM Preferences").json()["QueryResponse"] == {
+        "totalCount": 1
+    }
+    sparse = api.query("SELECT CurrencyPrefs FROM Preferences").json()["QueryResponse"]
+    assert sparse["Preferences"][0]["CurrencyPrefs"]["HomeCurrency"] == {"value": "USD"}
+    assert "SalesFormsPrefs" not in sparse["Preferences"][0]
+    none = api.query("SELECT * FROM Preferences WHERE MetaData.LastUpdatedTime > '2099-01-01'")
+    assert none.json()["QueryResponse"] == {}
+    assert api.query("SELECT * FROM Preferences STARTPOSITION 2").json()["QueryResponse"] == {}
+
+    info = api.get("companyinfo/x").json()["CompanyInfo"]
+    assert (info["Country"], info["CompanyAddr"]["CountrySubDivisionCode"]) == ("US", "CA")
+    assert "DefaultTimeZone" not in info  # QBO has no time-zone field
+    assert api.query("SELECT * FROM CompanyInfo").json()["QueryResponse"]["CompanyInfo"] == [info]
+
+    written = api.post("preferences", {"Id": "1", "SyncToken": "0", "sparse": True})
+    assert written.status_code == 400 and fault_codes(written.json()) == ["2010"]
+    cdc = api.get("cdc", entities="Preferences", changedSince="2026-11-01T00:00:00Z")
+    assert cdc.status_code == 400
+    endpoints = [e.endpoint for e in sandbox.ledger.entries(kind="request", platform="qbo")]
+    assert endpoints.count("GET /v3/company/{realmId}/preferences") == 1
+    assert endpoints.count("GET /v3/company/{realmId}/companyinfo/{realmId}") == 1
+
+
 def test_amounts_are_numbers_with_two_decimals(api: Api, sandbox: Sandbox) -> None:
     inv = _open_invoice(sandbox)
     raw = api.get(f"invoice/{inv.id}").text
@@ -895,7 +944,7 @@ def test_a_sandbox_failure_is_intuits_500_system_fault(
     def broken(company: Any) -> dict[str, Any]:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(sandbox.qbo.api, "company_info", broken)
+    monkeypatch.setattr("arsync.sandbox.qbo.prefs.company_info_json", broken)
     reply = api.get("companyinfo/x")
     assert reply.status_code == 500
     assert reply.json()["Fault"]["type"] == "SystemFault"

@@ -19,9 +19,11 @@ from quickbooks.exceptions import (
 )
 from quickbooks.objects.attachable import Attachable
 from quickbooks.objects.base import AttachableRef, Ref
+from quickbooks.objects.company_info import CompanyInfo
 from quickbooks.objects.customer import Customer
 from quickbooks.objects.invoice import Invoice
 from quickbooks.objects.payment import Payment
+from quickbooks.objects.preferences import Preferences
 
 from arsync.sandbox import Sandbox, SandboxServer, SandboxSettings
 from tests.contract.qbo_support import (
@@ -144,6 +146,57 @@ def test_invoice_all_filter_query_and_paging(
     assert one.DocNumber == sample.DocNumber
     with pytest.raises(ObjectNotFoundException):
         Invoice.get(999999, qb=qb)
+
+
+def test_preferences_give_the_home_currency_and_multicurrency_flag(
+    connected: tuple[QuickBooks, AuthClient, str], sandbox: Sandbox
+) -> None:
+    qb, _auth, realm = connected
+    prefs = Preferences.get(qb=qb)  # GET /v3/company/{realm}/preferences
+    assert prefs.CurrencyPrefs.HomeCurrency.value == "USD"
+    assert prefs.CurrencyPrefs.MultiCurrencyEnabled is False  # the US books hold dollars only
+    assert prefs.SalesFormsPrefs.CustomTxnNumbers is False
+    assert prefs.SalesFormsPrefs.DefaultTerms.value == "3"  # Net 30
+    assert prefs.EmailMessagesPrefs.InvoiceMessage.Subject.startswith("Invoice from ")
+    assert prefs.Id == "1" and prefs.SyncToken == "0" and prefs.MetaData["CreateTime"]
+
+    # The same object through the query endpoint, as arsync's connector reads it.
+    queried = qb.query("SELECT * FROM Preferences")["QueryResponse"]
+    assert (queried["startPosition"], queried["maxResults"]) == (1, 1)
+    assert queried["Preferences"][0]["CurrencyPrefs"] == {
+        "MultiCurrencyEnabled": False,
+        "HomeCurrency": {"value": "USD"},
+    }
+
+    company = sandbox.qbo.companies[realm]
+    with sandbox.lock:
+        company.multi_currency = True
+    assert Preferences.get(qb=qb).CurrencyPrefs.MultiCurrencyEnabled is True
+
+
+def test_company_info_has_a_country_and_a_state_but_no_time_zone(
+    connected: tuple[QuickBooks, AuthClient, str], sandbox: Sandbox
+) -> None:
+    qb, _auth, realm = connected
+    info = CompanyInfo.get(realm, qb=qb)
+    assert info.CompanyName == sandbox.qbo.tenants()[0].name
+    assert info.Country == "US"
+    assert info.CompanyAddr.CountrySubDivisionCode == "CA"
+    listed = CompanyInfo.all(qb=qb)  # SELECT * FROM CompanyInfo
+    assert [c.Id for c in listed] == [info.Id]
+    # QBO has no time-zone field in CompanyInfo or Preferences (WRITEBACK-FACTS.md).
+    prefs = qb.query("SELECT * FROM Preferences")["QueryResponse"]["Preferences"][0]
+    for body in (prefs, qb.get_single_object("CompanyInfo", realm)["CompanyInfo"]):
+        assert "zone" not in str(sorted(_keys(body))).lower()
+
+
+def _keys(body: object) -> set[str]:
+    """Every key of a JSON object, at any depth."""
+    if isinstance(body, dict):
+        return set(body) | {k for v in body.values() for k in _keys(v)}
+    if isinstance(body, list):
+        return {k for v in body for k in _keys(v)}
+    return set()
 
 
 def test_customer_filter_hides_inactive_unless_asked(

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
@@ -140,38 +140,122 @@ def test_pagination_object_only_when_paging(xero: Xero) -> None:
             assert key in last
 
 
-def test_if_modified_since_in_http_and_iso_forms(xero: Xero) -> None:
+def test_if_modified_since_in_iso_forms(xero: Xero) -> None:
     now = xero.sandbox.clock.now()
     target = open_invoice(xero)
     xero.sandbox.clock.advance(timedelta(minutes=20))  # within the access token's 30 minutes
     xero.sandbox.event(
         "xero", xero.tenant, {"type": "payment", "invoice": target.invoice_id, "amount": "1.00"}
     )
+    since = now + timedelta(minutes=10)
     with xero.client() as api:
         for header in (
-            format_datetime(now + timedelta(minutes=10), usegmt=True),
-            (now + timedelta(minutes=10)).replace(tzinfo=None).isoformat(),
+            since.isoformat(),  # arsync's form: UTC with an explicit offset
+            since.replace(tzinfo=None).isoformat(),  # xero-python with a naive datetime: UTC
+            since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            since.astimezone(timezone(timedelta(hours=13))).isoformat(),
+            (since + timedelta(microseconds=123456)).isoformat(),  # read to the second
         ):
             changed = api.get("/Invoices", headers={"If-Modified-Since": header}).json()
-            assert [i["InvoiceID"] for i in changed["Invoices"]] == [target.invoice_id]
+            assert [i["InvoiceID"] for i in changed["Invoices"]] == [target.invoice_id], header
             payments = api.get("/Payments", headers={"If-Modified-Since": header}).json()
             assert len(payments["Payments"]) == 1
             assert payments["Payments"][0]["Amount"] == 1.0
-        later = format_datetime(xero.sandbox.clock.now() + timedelta(seconds=1), usegmt=True)
+        later = (xero.sandbox.clock.now() + timedelta(seconds=1)).isoformat()
         assert api.get("/Invoices", headers={"If-Modified-Since": later}).json()["Invoices"] == []
 
 
-def test_odd_if_modified_since_values_never_fail(xero: Xero) -> None:
+def test_if_modified_since_is_strict(xero: Xero) -> None:
+    """Only ISO 8601 date-times, as the OpenAPI file declares: nothing is quietly ignored."""
     with xero.client() as api:
         everything = len(api.get("/Invoices").json()["Invoices"])
         for header, expected in (
-            ("not a date", everything),  # unreadable: ignored, as HTTP says
             ("0001-01-01T00:00:00+01:00", everything),
             ("9999-12-31T23:59:59-01:00", 0),
         ):
             answer = api.get("/Invoices", headers={"If-Modified-Since": header})
             assert answer.status_code == 200, (header, answer.text)
             assert len(answer.json()["Invoices"]) == expected, header
+        before = xero.sandbox.ledger.count(kind="request", tenant=xero.tenant)
+        for header in (
+            format_datetime(xero.sandbox.clock.now(), usegmt=True),  # RFC 1123, HTTP's own
+            "not a date",
+            "2026-11-23",
+            "2026-13-01T00:00:00",
+            "",
+        ):
+            for path in ("/Invoices", "/Payments", "/CreditNotes", "/Contacts"):
+                answer = api.get(path, headers={"If-Modified-Since": header})
+                assert answer.status_code == 400, (header, path, answer.text)
+                body = answer.json()
+                assert (body["ErrorNumber"], body["Type"]) == (10, "ValidationException")
+                message = body["Elements"][0]["ValidationErrors"][0]["Message"]
+                assert "If-Modified-Since" in message and "ISO 8601" in message
+        # refused requests still count as calls
+        assert xero.sandbox.ledger.count(kind="request", tenant=xero.tenant) == before + 20
+        # a single record ignores the header, as Xero's single-record GETs declare none
+        invoice = open_invoice(xero).invoice_id
+        one = api.get(f"/Invoices/{invoice}", headers={"If-Modified-Since": "not a date"})
+        assert one.status_code == 200
+
+
+def test_organisation_needs_the_settings_scope_and_counts_as_a_call(xero: Xero) -> None:
+    with xero.client() as api:
+        refused = api.get("/Organisation")  # the default grant has no accounting.settings
+        assert refused.status_code == 401
+        assert refused.json()["Detail"] == "AuthorizationUnsuccessful"
+    tokens = xs.connect(xero.server, [*xs.SCOPES, "accounting.settings.read"])
+    with xs.api(xero.server, tokens["access_token"], xero.tenant) as api:
+        first = api.get("/Organisation")
+        second = api.get("/organisation")  # Xero's paths are case-insensitive
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert int(first.headers["X-MinLimit-Remaining"]) - 1 == int(
+        second.headers["X-MinLimit-Remaining"]
+    )
+    body = first.json()
+    assert {"Id", "Status", "ProviderName", "DateTimeUTC"} <= set(body)
+    org = body["Organisations"][0]
+    assert (org["OrganisationID"], org["Name"]) == (xero.tenant, xero.org.name)
+    assert (org["BaseCurrency"], org["CountryCode"], org["Version"]) == ("GBP", "GB", "UK")
+    assert org["CreatedDateUTC"].startswith("/Date(") and org["ShortCode"].startswith("!")
+    entries = xero.sandbox.ledger.entries(
+        kind="request", tenant=xero.tenant, endpoint="GET /api.xro/2.0/Organisation"
+    )
+    assert [e.status for e in entries] == [401, 200, 200]
+
+
+def test_organisation_event_checks_everything_before_changing_anything(xero: Xero) -> None:
+    org = xero.org
+    for event, reason in (
+        ({}, "needs one of"),
+        ({"colour": "red"}, "unknown keys"),
+        ({"zone": "Mars/Olympus_Mons"}, "IANA time zone"),
+        ({"zone": "Asia/Kathmandu"}, "give timezone as well"),
+        ({"timezone": "", "class": "DEMO"}, "non-empty text"),
+        ({"class": 3}, "non-empty text"),
+        ({"is_demo_company": "yes"}, "true or false"),
+        ({"zone": "Pacific/Auckland", "is_demo_company": 1}, "true or false"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            xero.sandbox.event("xero", xero.tenant, {"type": "organisation", **event})
+    assert (org.timezone, org.xero_timezone, org.org_class, org.is_demo_company) == (
+        "Europe/London",
+        "GMTSTANDARDTIME",
+        "PREMIUM",
+        False,
+    )
+    result = xero.sandbox.event(
+        "xero",
+        xero.tenant,
+        {"type": "organisation", "zone": "Asia/Kathmandu", "timezone": "NEPALSTANDARDTIME"},
+    )
+    assert (result["Timezone"], result["zone"]) == ("NEPALSTANDARDTIME", "Asia/Kathmandu")
+    assert xero.sandbox.xero.tenants()[0].timezone == "Asia/Kathmandu"
+    # The organisation's calendar moves with its zone: 15:00 UTC is 04:00 tomorrow in Auckland.
+    now = xero.sandbox.clock.now()
+    xero.sandbox.event("xero", xero.tenant, {"type": "organisation", "zone": "Pacific/Auckland"})
+    assert org.xero_timezone == "NEWZEALANDSTANDARDTIME"
+    assert org.local_today(now) == now.date() + timedelta(days=1)
 
 
 def test_where_statuses_ids_and_order(xero: Xero) -> None:
@@ -637,7 +721,7 @@ def test_business_events_show_through_if_modified_since(xero: Xero) -> None:
     sandbox, tenant = xero.sandbox, xero.tenant
     start = sandbox.clock.now()
     sandbox.clock.advance(timedelta(minutes=10))
-    stamp = {"If-Modified-Since": format_datetime(start + timedelta(minutes=5), usegmt=True)}
+    stamp = {"If-Modified-Since": (start + timedelta(minutes=5)).isoformat()}
     paid = open_invoice(xero, amount_paid=xs_zero())
     credited = next(
         i
@@ -707,7 +791,7 @@ def test_due_date_edit_on_a_partly_paid_invoice_does_not_move_updated(xero: Xero
             xero.tenant,
             {"type": "edit", "invoice": inv.invoice_id, "due_date": "2027-01-31"},
         )
-    stamp = {"If-Modified-Since": format_datetime(before + timedelta(minutes=5), usegmt=True)}
+    stamp = {"If-Modified-Since": (before + timedelta(minutes=5)).isoformat()}
     with xero.client() as api:
         changed = [r["InvoiceID"] for r in api.get("/Invoices", headers=stamp).json()["Invoices"]]
         assert changed == [fresh.invoice_id], "Xero's caveat: the partly paid one is missed"

@@ -18,6 +18,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from arsync.sandbox import FaultKind, Sandbox, SandboxServer
 from arsync.sandbox.core import XeroLimits
+from arsync.sandbox.xero.state import XERO_TIMEZONES
 from tests.contract import xero_support as xs
 
 SPECS = Path(__file__).parent / "openapi"
@@ -183,6 +184,55 @@ def test_payments_credit_notes_and_contacts(
         check(accounting_spec, response)
 
 
+def test_organisation(
+    accounting_spec: OpenAPI,
+    accounting_doc: dict[str, Any],
+    sandbox: Sandbox,
+    server: SandboxServer,
+) -> None:
+    tenant = xs.tenant_of(sandbox)
+    tokens = xs.connect(server, [*xs.SCOPES, "accounting.settings.read"])
+    with xs.api(server, tokens["access_token"], tenant) as xero:
+        response = xero.get("/Organisation")
+        assert response.status_code == 200, response.text
+        check(accounting_spec, response)
+        org = response.json()["Organisations"][0]
+        assert "APIKey" not in org
+        assert org["Timezone"] == "GMTSTANDARDTIME" and org["Class"] == "PREMIUM"
+        check_schema(accounting_doc, "Organisation", org)
+        # A US organisation on the Pacific coast, a trial: still what the spec allows.
+        sandbox.event(
+            "xero",
+            tenant,
+            {
+                "type": "organisation",
+                "zone": "America/Los_Angeles",
+                "country_code": "US",
+                "class": "TRIAL",
+            },
+        )
+        us = xero.get("/Organisation")
+        check(accounting_spec, us)
+        assert us.json()["Organisations"][0]["Timezone"] == "PACIFICSTANDARDTIME"
+        assert "SalesTaxPeriod" not in us.json()["Organisations"][0]
+        # A zone id Xero publishes after this file does not validate, and is served all the same.
+        sandbox.event("xero", tenant, {"type": "organisation", "timezone": "NEWZONESTANDARDTIME"})
+        unknown = xero.get("/Organisation")
+        assert unknown.json()["Organisations"][0]["Timezone"] == "NEWZONESTANDARDTIME"
+        with pytest.raises(Exception, match=r"(?i)invalid|validat"):
+            check(accounting_spec, unknown)
+
+
+def test_the_timezone_table_speaks_the_spec_and_cldr(accounting_doc: dict[str, Any]) -> None:
+    enum = set(accounting_doc["components"]["schemas"]["TimeZone"]["enum"])
+    assert set(XERO_TIMEZONES.values()) <= enum
+    # CLDR's windowsZones as tzlocal ships it, normalised as Xero does (WRITEBACK-FACTS.md).
+    windows = pytest.importorskip("tzlocal.windows_tz")
+    for zone, served in XERO_TIMEZONES.items():
+        name = windows.tz_win[zone]
+        assert served == name.upper().replace(" ", "").replace(".", "").replace("-", ""), zone
+
+
 def test_connections(identity_spec: OpenAPI, server: SandboxServer, tokens: dict[str, Any]) -> None:
     response = httpx.get(
         f"{server.urls()['api.xero.com']}/Connections",
@@ -216,6 +266,11 @@ def test_validation_errors(
     bad_where = xero.get("/Invoices", params={"where": "Status=="})
     assert bad_where.status_code == 400
     check_schema(accounting_doc, "Error", bad_where.json())
+    bad_since = xero.get(
+        "/Invoices", headers={"If-Modified-Since": "Mon, 23 Nov 2026 14:59:59 GMT"}
+    )
+    assert bad_since.status_code == 400 and bad_since.json()["ErrorNumber"] == 10
+    check_schema(accounting_doc, "Error", bad_since.json())
 
 
 def test_429s(accounting_doc: dict[str, Any]) -> None:

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 from xero_python.accounting import AccountingApi
-from xero_python.accounting.models import HistoryRecord, HistoryRecords, RequestEmpty
+from xero_python.accounting.models import (
+    CountryCode,
+    CurrencyCode,
+    HistoryRecord,
+    HistoryRecords,
+    RequestEmpty,
+    TimeZone,
+)
 from xero_python.api_client import ApiClient, Configuration
 from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
 from xero_python.exceptions import AccountingBadRequestException
@@ -17,11 +24,14 @@ from xero_python.identity import IdentityApi
 from arsync.sandbox import Sandbox, SandboxServer
 from tests.contract import xero_support as xs
 
+#: the consent flow's scopes plus what GET /Organisation needs
+SCOPES = [*xs.SCOPES, "accounting.settings.read"]
+
 
 @pytest.fixture
 def sdk(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> tuple[ApiClient, dict[str, Any]]:
     """An ApiClient holding tokens obtained through the consent page and the token endpoint."""
-    store: dict[str, Any] = {"token": xs.connect(server)}
+    store: dict[str, Any] = {"token": xs.connect(server, SCOPES)}
     store["first"] = dict(store["token"])
     # The token URL is a class attribute in xero-python: redirect it for this test only.
     monkeypatch.setattr(
@@ -58,6 +68,53 @@ def test_connections_list_the_consented_organisation(
     assert connections[0].tenant_type == "ORGANISATION"
     assert connections[0].tenant_name == sandbox.xero.tenants()[0].name
     assert connections[0].created_date_utc.tzinfo is not None
+
+
+def test_organisation_name_currency_country_and_timezone(
+    server: SandboxServer, sandbox: Sandbox, sdk: tuple[ApiClient, dict[str, Any]]
+) -> None:
+    client, _ = sdk
+    api = accounting(server, client)
+    tenant = xs.tenant_of(sandbox)
+    info = sandbox.xero.tenants()[0]
+    assert (info.country, info.timezone) == ("GB", "Europe/London")
+    organisations = api.get_organisations(tenant).organisations
+    assert len(organisations) == 1
+    org = organisations[0]
+    assert str(org.organisation_id) == tenant
+    assert org.name == info.name
+    assert org.base_currency == CurrencyCode.GBP
+    assert org.country_code == CountryCode.GB
+    assert org.timezone == TimeZone.GMTSTANDARDTIME
+    assert org.is_demo_company is False
+    assert org._class == "PREMIUM"  # the books hold EUR and USD invoices: multi-currency
+    assert org.organisation_status == "ACTIVE" and org.edition == "BUSINESS"
+    assert (org.financial_year_end_day, org.financial_year_end_month) == (31, 3)
+    assert org.created_date_utc is not None and org.created_date_utc < sandbox.clock.now()
+    assert org.api_key is None
+
+    sandbox.event(
+        "xero",
+        tenant,
+        {
+            "type": "organisation",
+            "zone": "Pacific/Auckland",
+            "class": "DEMO",
+            "is_demo_company": True,
+            "country_code": "NZ",
+        },
+    )
+    demo = api.get_organisations(tenant).organisations[0]
+    assert demo.timezone == TimeZone.NEWZEALANDSTANDARDTIME
+    assert (demo._class, demo.is_demo_company, demo.country_code) == ("DEMO", True, CountryCode.NZ)
+    assert demo.base_currency == CurrencyCode.GBP  # the books keep their currency
+
+    # Xero adds zone ids over time; xero-python's TimeZone enum cannot read one it lacks.
+    sandbox.event("xero", tenant, {"type": "organisation", "timezone": "NEWZONESTANDARDTIME"})
+    with pytest.raises(ValueError, match="NEWZONESTANDARDTIME"):
+        api.get_organisations(tenant)
+    requests = sandbox.ledger.entries(kind="request", endpoint="GET /api.xro/2.0/Organisation")
+    assert [e.status for e in requests] == [200, 200, 200]
 
 
 def test_paged_invoices_and_if_modified_since(

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -167,6 +167,10 @@ def control_app(sandbox: Sandbox) -> Starlette:
                 if hasattr(result, "__await__"):
                     result = await result
                 return result  # type: ignore[no-any-return]
+            except ClientDisconnect:
+                # The caller left before its body arrived: nobody reads this answer (the
+                # server discards it), and there is no error to report.
+                return Response(status_code=400)
             except KeyError as err:  # a missing key: its name, without repr quotes
                 return _error(f"missing {err.args[0]}" if err.args else "missing key")
             except (ControlError, ValueError, TypeError, OverflowError) as err:

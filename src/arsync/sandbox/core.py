@@ -174,7 +174,13 @@ class Sandbox:
             raise ValueError(f"no {platform} tenant {tenant!r} in this sandbox")
         default = {
             "qbo": ["com.intuit.quickbooks.accounting"],
-            "xero": ["offline_access", "accounting.transactions", "accounting.contacts"],
+            # accounting.settings.read: GET /Organisation (the firm's name, currency, zone)
+            "xero": [
+                "offline_access",
+                "accounting.transactions",
+                "accounting.contacts",
+                "accounting.settings.read",
+            ],
         }[platform]
         authority: Authority = sim.authority  # type: ignore[attr-defined]
         tokens = authority.issue_grant(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +59,20 @@ class Ledger:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: list[LedgerEntry] = []
+        self._watchers: list[Callable[[LedgerEntry], None]] = []
+
+    def watch(self, watcher: Callable[[LedgerEntry], None]) -> Callable[[], None]:
+        """Call `watcher` with every entry as it is recorded (a request's before its answer
+        leaves), e.g. to kill a client at a chosen request; returns what stops the watching."""
+        with self._lock:
+            self._watchers.append(watcher)
+
+        def stop() -> None:
+            with self._lock:
+                if watcher in self._watchers:
+                    self._watchers.remove(watcher)
+
+        return stop
 
     def record(
         self,
@@ -86,7 +100,10 @@ class Ledger:
                 detail=detail,
             )
             self._entries.append(entry)
-            return entry
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher(entry)
+        return entry
 
     def entries(
         self,

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -125,7 +126,9 @@ class _Pipeline:
         sim = self.sim
         classified = sim.classify(scope)
         if classified is None:
-            await self.app(scope, receive, send)
+            # consent pages and discovery: a client that leaves mid-body is a dropped request
+            with contextlib.suppress(ClientDisconnect):
+                await self.app(scope, receive, send)
             return
         status_box: dict[str, int] = {}
         recorded = False
@@ -155,6 +158,12 @@ class _Pipeline:
 
         try:
             await self._run(scope, receive, record_send, classified, status_box)
+        except ClientDisconnect:
+            # The client went away before the sandbox had read its body (a killed process, a
+            # timeout): nobody is left to answer, and it is no sandbox failure to log. The
+            # ledger keeps the request with no status, as for any dropped connection. Only
+            # this exception is caught: anything else is a real error and must surface.
+            pass
         finally:
             record(status_box.get("status"))  # dropped connections: never answered
 

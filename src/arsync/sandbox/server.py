@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from arsync.sandbox.core import Sandbox
 
@@ -19,14 +21,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class SandboxServer:
-    """A running sandbox: `with SandboxServer(Sandbox()) as server: server.url`."""
+    """A running sandbox: `with SandboxServer(Sandbox()) as server: server.url`.
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    `wrap` puts a layer around the sandbox's ASGI app (e.g. a validating proxy in a test).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port or free_port(host)
+        app = sandbox.asgi_app()
         config = uvicorn.Config(
-            sandbox.asgi_app(),
+            wrap(app) if wrap is not None else app,
             host=host,
             port=self.port,
             log_level="warning",

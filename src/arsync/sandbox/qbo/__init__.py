@@ -4,8 +4,8 @@ Modules: `sim` (QboSim, the pipeline hooks, business events and the router), `oa
 (discovery, consent, token, revoke, JWKS, userinfo), `pages` (consent and error pages), `api`
 (query, CDC, read, write, void, delete, send, batch, requestid replay), `ops` (changes to a
 company as QBO makes them, and reading client bodies), `model` (compact records, rendering to
-Intuit's JSON, exact money), `query` (the query language), `wire` (fault bodies: JSON, XML, 401,
-throttle, 5xx).
+Intuit's JSON, exact money), `prefs` (Preferences and CompanyInfo), `query` (the query language),
+`wire` (fault bodies: JSON, XML, 401, throttle, 5xx).
 
 Decisions where Intuit's documentation is silent, and known deviations:
 - Every minorversion (missing, old, unreadable or newer) is served as 75.
@@ -22,7 +22,8 @@ Decisions where Intuit's documentation is silent, and known deviations:
   date, duplicate name, total below what was applied) leaves the object and its SyncToken as
   they were. All business state changes under `sandbox.lock`.
 - A failure inside the sandbox itself answers Intuit's 500 SystemFault (code 10000); the
-  traceback goes to the log, never to the client.
+  traceback goes to the log, never to the client. A client that hangs up before its body is
+  read is a dropped request (ledger status None), not a failure: nothing is answered or logged.
 - Query: keywords, entity and field names are case-insensitive; string comparisons ignore case;
   OR and NOT are refused where they stand (4000); MAXRESULTS defaults to 100 and above
   QboLimits.max_results (1000) is a 4001; STARTPOSITION below 1 is read as 1, a position longer
@@ -31,6 +32,13 @@ Decisions where Intuit's documentation is silent, and known deviations:
   Balance`) are answered as sparse objects, where the docs say projections are unsupported.
   Unordered results come in creation order. A datetime without an offset is company-local time.
 - Conditions on AttachableRef.EntityRef.* must hold for one and the same reference.
+- Preferences (GET /preferences, `SELECT * FROM Preferences`) and CompanyInfo (GET
+  /companyinfo/{id}, `SELECT * FROM CompanyInfo`) are one read-only object each; a query may
+  filter on Id, SyncToken, MetaData.* (and CurrencyPrefs.HomeCurrency / MultiCurrencyEnabled,
+  CompanyName, Country), COUNT(*) is 1. Writing them is refused (2010). Neither carries a time
+  zone, as in QBO; CompanyAddr's CountrySubDivisionCode (CA for the US books) and Country are
+  the only hints. MultiCurrencyEnabled is true when the books hold several currencies (the
+  generated US books hold one); `Company.multi_currency` and `custom_txn_numbers` may be set.
 - Creating an invoice for an inactive customer is a 610 ("…has been made inactive"), as QBO does.
 - CDC: changedSince is inclusive and may look back QboLimits.cdc_lookback_days (30); at most
   cdc_max_objects (1000) objects across all entities, the oldest changes first, so a client that

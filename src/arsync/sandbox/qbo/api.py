@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from arsync.sandbox.faults import FaultKind
 from arsync.sandbox.qbo import ops, wire
-from arsync.sandbox.qbo.model import ENTITIES, Company
+from arsync.sandbox.qbo.model import ENTITIES, SINGLETONS, Company
 from arsync.sandbox.qbo.oauth_routes import ACCOUNTING
 from arsync.sandbox.qbo.query import Query, QueryError, page, parse_query, select
 from arsync.sandbox.qbo.wire import QboFault
@@ -151,8 +151,11 @@ class Api:
             return wire.json_response(self.cdc(company, request, now), stamp=stamp)
         if head == "batch" and len(parts) == 1 and method == "POST":
             return wire.json_response(self.batch(company, body, endpoint, now), stamp=stamp)
-        if head == "companyinfo" and method == "GET":
-            return wire.json_response({"CompanyInfo": self.company_info(company)}, stamp=stamp)
+        if head in SINGLETONS and method == "GET" and len(parts) <= 2:
+            # GET /preferences, GET /companyinfo/{realmId}: the company's one object
+            single = SINGLETONS[head]
+            obj = company.render(single, next(iter(company.rows(single))))
+            return wire.json_response({single: obj}, stamp=stamp)
         entity = ENTITIES.get(head)
         if entity is None:
             raise wire.validation(
@@ -188,7 +191,7 @@ class Api:
     # -- reads ------------------------------------------------------------------------------------
     def query(self, company: Company, text: str) -> dict[str, Any]:
         q = parse_query(text, max_allowed=self.limits.max_results)
-        entity = ENTITIES.get(q.entity.lower())
+        entity = ENTITIES.get(q.entity.lower()) or SINGLETONS.get(q.entity.lower())
         if entity is None:
             raise QueryError(
                 "4001",
@@ -296,19 +299,6 @@ class Api:
             else:
                 responses.append({})
         return {"CDCResponse": [{"QueryResponse": responses}]}
-
-    def company_info(self, company: Company) -> dict[str, Any]:
-        return {
-            "CompanyName": company.name,
-            "LegalName": company.name,
-            "Country": company.country,
-            "SupportedLanguages": "en",
-            "DefaultTimeZone": company.timezone,
-            "domain": "QBO",
-            "sparse": False,
-            "Id": "1",
-            "SyncToken": "0",
-        }
 
     # -- writes -----------------------------------------------------------------------------------
     def send(self, company: Company, ident: str, request: Request, now: datetime) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from arsync.sandbox.books import Books, GenLine
+from arsync.sandbox.qbo import prefs
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -146,13 +147,23 @@ class Attachable:
 
 
 @dataclass(slots=True)
+class CompanyObject:
+    """One of the objects a company has exactly one of (Preferences, CompanyInfo)."""
+
+    id: int
+    sync: int
+    created: datetime
+    updated: datetime
+
+
+@dataclass(slots=True)
 class Tombstone:
     entity: str
     id: int
     deleted_at: datetime
 
 
-Record = Customer | Invoice | Payment | CreditMemo | Attachable
+Record = Customer | Invoice | Payment | CreditMemo | Attachable | CompanyObject
 
 #: Entity names as QBO spells them, by lower-case name.
 ENTITIES = {
@@ -162,6 +173,9 @@ ENTITIES = {
     "creditmemo": "CreditMemo",
     "attachable": "Attachable",
 }
+#: Objects a company has one of: read (GET /preferences, /companyinfo/{id}) and queried, never
+#: written, and not in ENTITIES (which also drives CDC, batch and writes).
+SINGLETONS = {"preferences": "Preferences", "companyinfo": "CompanyInfo"}
 
 
 # -- JSON --------------------------------------------------------------------------------------
@@ -231,6 +245,14 @@ class Company:
         #: ItemRef per line description, numbered as first seen, so lines look like a real item list
         self.items: dict[str, dict[str, str]] = {}
         self.item_count = 0
+        # The company's own objects, made a month before its oldest customer. Tests may change
+        # the preferences below (under sandbox.lock) to try other companies.
+        first = min((c.created_at for c in books.customers), default=books.now)
+        created = (first - timedelta(days=30)).replace(microsecond=0)
+        self.preferences = CompanyObject(1, 0, created, created)
+        self.info = CompanyObject(1, 0, created, created)
+        self.multi_currency = len({c.currency for c in books.customers}) > 1
+        self.custom_txn_numbers = False
         # Hundreds of thousands of new objects would trigger the cyclic collector over and over
         # (most of the load time for a large company); none of them form cycles.
         enabled = gc.isenabled()
@@ -438,6 +460,8 @@ class Company:
             "Payment": self.render_payment,
             "CreditMemo": self.render_credit,
             "Attachable": self.render_attachable,
+            "Preferences": lambda _rec: prefs.preferences_json(self),
+            "CompanyInfo": lambda _rec: prefs.company_info_json(self),
         }
         return renderers[entity](rec)
 
@@ -642,6 +666,10 @@ class Company:
         return check
 
     def rows(self, entity: str) -> Iterable[Any]:
+        if entity == "Preferences":
+            return (self.preferences,)
+        if entity == "CompanyInfo":
+            return (self.info,)
         return self.table(entity).values()
 
 
@@ -704,6 +732,17 @@ _FIELDS: dict[str, dict[str, _Get]] = {
         "docnumber": lambda c, r: r.doc_number,
         "remainingcredit": lambda c, r: r.remaining,
         "balance": lambda c, r: r.remaining,
+    },
+    "Preferences": {
+        **_COMMON,
+        "currencyprefs.homecurrency": lambda c, r: c.currency,
+        "currencyprefs.multicurrencyenabled": lambda c, r: c.multi_currency,
+    },
+    "CompanyInfo": {
+        **_COMMON,
+        "companyname": lambda c, r: c.name,
+        "legalname": lambda c, r: c.name,
+        "country": lambda c, r: c.country,
     },
     "Attachable": {
         **_COMMON,

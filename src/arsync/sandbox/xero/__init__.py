@@ -11,9 +11,22 @@ Decisions where Xero's documentation is silent, and known deviations:
   (asking for more serves the cap rather than failing).
 - Default order is the order the organisation created the records; `order` takes any
   filterable field, ASC or DESC, comma-separated.
-- If-Modified-Since is read to the second and is inclusive (UpdatedDateUTC >= the header);
-  ISO 8601 (as xero-python sends it; naive means UTC) and RFC 1123 forms are accepted, an
-  unreadable value is ignored.
+- If-Modified-Since is read to the second and is inclusive (UpdatedDateUTC >= the header).
+  Deliberately strict: the OpenAPI file declares it a `date-time`, so only ISO 8601 date-times
+  are read (what xero-python sends, `datetime.isoformat()`; naive means UTC; "Z" or an offset;
+  seconds and fraction optional). Anything else, RFC 1123 (`Mon, 23 Nov 2026 14:59:59 GMT`)
+  included, is refused with a 400 ValidationException (ErrorNumber 10) naming the header, where
+  Xero's own answer is undocumented; a client that sends a form Xero may ignore is caught here
+  instead of silently re-reading everything. Only the list endpoints read it (the OpenAPI file
+  declares it for them alone); a single-record GET ignores it.
+- GET /Organisation needs accounting.settings(.read), as the OpenAPI file says (a grant without
+  it gets 401 AuthorizationUnsuccessful; `Sandbox.connect` grants .read by default). Timezone is
+  the Windows zone id Xero writes (`state.XERO_TIMEZONES` maps the books' IANA zone);
+  Class is PREMIUM for books in several currencies (multi-currency needs a top plan), else
+  STANDARD; IsDemoCompany false; Version, financial year end, SalesTaxBasis/Period, address and
+  phone follow CountryCode (GB, US, NZ; others GLOBAL). The `organisation` event sets zone,
+  timezone, class, is_demo_company and country_code, and serves unusual values verbatim (a zone
+  id missing from the enum, DEMO). No APIKey, no TaxNumber, no lock dates.
 - `where` is read as .NET Dynamic LINQ reads it (`=`/`==`, `!=`/`<>`, AND/&&, OR/||, NOT/!,
   keywords in any case). A filter nesting deeper than 64 levels or holding more than 500
   conditions is refused as a QueryParseException (ErrorNumber 16) — our limits, not Xero's.
@@ -27,7 +40,8 @@ Decisions where Xero's documentation is silent, and known deviations:
 - 429s name the limit in X-Rate-Limit-Problem (minute, day, appminute, concurrent); Retry-After
   comes with every one except concurrent, for which Xero gives no wait.
 - A failure inside the sandbox itself answers with Xero's 500 body (the traceback goes to the
-  log), so a client sees what it would see from Xero.
+  log), so a client sees what it would see from Xero. A client that hangs up before its body is
+  read is a dropped request (ledger status None), not a failure: nothing is answered or logged.
 - JSON only: a request without `Accept: application/json` gets 406, where Xero would send XML.
 - Validation messages for email preconditions, the 250-character note limit and idempotency-key
   reuse follow Xero's shape (ErrorNumber 10, ValidationException) with our own wording.

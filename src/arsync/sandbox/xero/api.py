@@ -73,6 +73,7 @@ _INV_READ = _TX_READ | {"accounting.invoices", "accounting.invoices.read"}
 _INV_WRITE = {"accounting.transactions", "accounting.invoices"}
 _PAY_READ = _TX_READ | {"accounting.payments", "accounting.payments.read"}
 _CONTACT_READ = {"accounting.contacts", "accounting.contacts.read"}
+_SETTINGS_READ = {"accounting.settings", "accounting.settings.read"}
 _V = "/api.xro/2.0"
 ROUTES: tuple[Route, ...] = (
     _r("GET", f"{_V}/Invoices", "list_invoices", _INV_READ),
@@ -87,6 +88,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", f"{_V}/CreditNotes/{{id}}", "get_credit_note", _INV_READ),
     _r("GET", f"{_V}/Contacts", "list_contacts", _CONTACT_READ),
     _r("GET", f"{_V}/Contacts/{{id}}", "get_contact", _CONTACT_READ),
+    _r("GET", f"{_V}/Organisation", "get_organisation", _SETTINGS_READ),
 )
 
 
@@ -536,6 +538,10 @@ class AccountingRoutes:
         if contact is None:
             return not_found()
         return call.ok(Contacts=[render.contact_full(contact)])
+
+    # -- the organisation -------------------------------------------------------------------------
+    async def get_organisation(self, call: Call) -> Response:
+        return call.ok(Organisations=[render.organisation_json(call.org)])
 
 
 async def _json_body(request: Request) -> Any:

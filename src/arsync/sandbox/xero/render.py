@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from arsync.sandbox.xero.serialise import iso_date, iso_utc, ms_date, ms_datetime
+from arsync.sandbox.xero.serialise import (
+    iso_date,
+    iso_utc,
+    ms_date,
+    ms_datetime,
+    ms_datetime_bare,
+)
 from arsync.sandbox.xero.state import (
     ZERO,
     Allocation,
@@ -257,3 +264,132 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
         "User": entry.user,
         "Details": entry.details,
     }
+
+
+@dataclass(frozen=True)
+class _Locale:
+    """What an organisation's country decides in GET /Organisation, and its head office."""
+
+    version: str
+    year_end: tuple[int, int]  # FinancialYearEndDay, FinancialYearEndMonth
+    tax_basis: str | None
+    tax_period: str | None
+    country: str
+    street: str
+    city: str
+    region: str
+    postcode: str
+    phone: tuple[str, str, str]  # country code, area code, number
+
+
+_LOCALES = {
+    "GB": _Locale(
+        "UK",
+        (31, 3),
+        "ACCRUAL",
+        "QUARTERLY1",
+        "United Kingdom",
+        "1 Old Street",
+        "London",
+        "",
+        "EC1V 9BX",
+        ("44", "20", "7946 0000"),
+    ),
+    # US sales tax is not filed on a basis or period in Xero: the fields are left out.
+    "US": _Locale(
+        "US",
+        (31, 12),
+        None,
+        None,
+        "United States",
+        "100 Market Street",
+        "San Francisco",
+        "CA",
+        "94105",
+        ("1", "415", "555 0100"),
+    ),
+    "NZ": _Locale(
+        "NZ",
+        (31, 3),
+        "INVOICE",
+        "TWOMONTHS",
+        "New Zealand",
+        "1 Willis Street",
+        "Wellington",
+        "",
+        "6011",
+        ("64", "4", "555 0100"),
+    ),
+}
+
+
+def organisation_json(org: Organisation) -> dict[str, Any]:
+    """The organisation as GET /Organisation lists it (no APIKey: Xero stopped sending one)."""
+    loc = _LOCALES.get(org.country) or _Locale(
+        "GLOBAL",
+        (31, 12),
+        "NONE",
+        None,
+        org.country,
+        "1 Main Street",
+        "Capital",
+        "",
+        "",
+        ("", "", ""),
+    )
+    address = {
+        "AddressLine1": loc.street,
+        "City": loc.city,
+        "Region": loc.region,
+        "PostalCode": loc.postcode,
+        "Country": loc.country,
+    }
+    slug = "".join(ch for ch in org.name.lower() if ch.isalnum())
+    body: dict[str, Any] = {
+        "OrganisationID": org.tenant_id,
+        "Name": org.name,
+        "LegalName": org.name,
+        "PaysTax": True,
+        "Version": loc.version,
+        "OrganisationType": "COMPANY",
+        "BaseCurrency": org.base_currency,
+        "CountryCode": org.country,
+        "IsDemoCompany": org.is_demo_company,
+        "OrganisationStatus": "ACTIVE",
+        "FinancialYearEndDay": loc.year_end[0],
+        "FinancialYearEndMonth": loc.year_end[1],
+    }
+    if loc.tax_basis is not None:
+        body["SalesTaxBasis"] = loc.tax_basis
+    if loc.tax_period is not None:
+        body["SalesTaxPeriod"] = loc.tax_period
+    body.update(
+        {
+            "DefaultSalesTax": "Tax Exclusive",
+            "DefaultPurchasesTax": "Tax Inclusive",
+            "CreatedDateUTC": ms_datetime_bare(org.created),
+            "OrganisationEntityType": "COMPANY",
+            "Timezone": org.xero_timezone,
+            "ShortCode": org.short_code,
+            "Class": org.org_class,
+            "Edition": "BUSINESS",
+            "Addresses": [
+                {"AddressType": "POBOX", **address},
+                {"AddressType": "STREET", **address},
+            ],
+            "Phones": [
+                {
+                    "PhoneType": "OFFICE",
+                    "PhoneNumber": loc.phone[2],
+                    "PhoneAreaCode": loc.phone[1],
+                    "PhoneCountryCode": loc.phone[0],
+                }
+            ],
+            "ExternalLinks": [{"LinkType": "Website", "Url": f"https://www.{slug}.example"}],
+            "PaymentTerms": {
+                "Sales": {"Day": 30, "Type": "DAYSAFTERBILLDATE"},
+                "Bills": {"Day": 20, "Type": "OFFOLLOWINGMONTH"},
+            },
+        }
+    )
+    return body

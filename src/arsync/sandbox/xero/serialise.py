@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -40,25 +40,34 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_if_modified_since(raw: str | None) -> datetime | None:
-    """The If-Modified-Since header, to the second, as UTC; None when absent or unreadable.
+#: An ISO 8601 date-time as clients write it: date, "T" (or a space), hours and minutes, optional
+#: seconds and fraction, optional "Z" or +hh:mm offset. xero-python sends `datetime.isoformat()`.
+_ISO_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?:[Zz]|[+-]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+)
 
-    xero-python sends `datetime.isoformat()` (naive means UTC); HTTP clients send RFC 1123.
-    An unreadable value is ignored, as HTTP says of a bad If-Modified-Since.
+
+class BadIfModifiedSince(ValueError):
+    """An If-Modified-Since header that is not an ISO 8601 date-time."""
+
+
+def parse_if_modified_since(raw: str | None) -> datetime | None:
+    """The If-Modified-Since header, to the second, as UTC; None when the header is absent.
+
+    The OpenAPI file declares the header `format: date-time`; xero-python sends
+    `datetime.isoformat()` (naive means UTC). Anything else (RFC 1123 included) raises
+    BadIfModifiedSince, which the API answers with a 400 rather than quietly reading everything.
     """
-    if not raw:
+    if raw is None:
         return None
-    raw = raw.strip()
-    moment: datetime | None
+    text = raw.strip()
+    if _ISO_DATE_TIME.fullmatch(text) is None:
+        raise BadIfModifiedSince(_bad_since(raw))
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace(",", "."))
     except ValueError:
-        try:
-            moment = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if moment is None:
-        return None
+        raise BadIfModifiedSince(_bad_since(raw)) from None  # e.g. month 13, hour 25
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
@@ -66,6 +75,14 @@ def parse_if_modified_since(raw: str | None) -> datetime | None:
     except OverflowError:
         # an offset pushing year 1 or 9999 off the calendar: before everything or after it
         return None if moment.year == 1 else datetime.max.replace(microsecond=0, tzinfo=UTC)
+
+
+def _bad_since(raw: str) -> str:
+    shown = raw if len(raw) <= 64 else raw[:61] + "..."
+    return (
+        "The If-Modified-Since header must be an ISO 8601 date-time such as "
+        f"2026-11-23T14:59:59+00:00, not {shown!r}"
+    )
 
 
 # -- JSON ---------------------------------------------------------------------------------------

@@ -32,7 +32,13 @@ from arsync.sandbox.xero.api import (
     unauthorised,
 )
 from arsync.sandbox.xero.oauth_routes import IdentityRoutes
-from arsync.sandbox.xero.serialise import iso_utc, json_response, problem, validation_error
+from arsync.sandbox.xero.serialise import (
+    BadIfModifiedSince,
+    iso_utc,
+    json_response,
+    problem,
+    validation_error,
+)
 from arsync.sandbox.xero.state import IdempotentReply, Organisation
 
 if TYPE_CHECKING:
@@ -335,6 +341,8 @@ class XeroSim(PlatformSim):
                 return await handler(call)
             except QueryError as err:
                 return bad_query(str(err))
+            except BadIfModifiedSince as err:
+                return validation_error([str(err)])
             except Exception:
                 # A sandbox bug must still look like Xero to the client (its 500 body), not a
                 # bare traceback page; the traceback goes to the log.

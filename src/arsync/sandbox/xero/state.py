@@ -23,6 +23,30 @@ RATES = {"GBP": Decimal("1.000000"), "EUR": Decimal("1.160000"), "USD": Decimal(
 SALES_ACCOUNT = "200"
 BANK_ACCOUNT = {"AccountID": "", "Code": "090"}  # AccountID filled per organisation
 
+#: Organisation.Timezone for the IANA zones an organisation may live in: the Windows zone id
+#: (CLDR's windowsZones table) upper-cased with spaces, dots and hyphens removed, as Xero writes it.
+#: Every value is one of the OpenAPI file's `TimeZone` enum; other zones need the `organisation`
+#: event's `timezone`.
+XERO_TIMEZONES = {
+    "Africa/Johannesburg": "SOUTHAFRICASTANDARDTIME",
+    "America/Chicago": "CENTRALSTANDARDTIME",
+    "America/Denver": "MOUNTAINSTANDARDTIME",
+    "America/Los_Angeles": "PACIFICSTANDARDTIME",
+    "America/New_York": "EASTERNSTANDARDTIME",
+    "America/Phoenix": "USMOUNTAINSTANDARDTIME",
+    "America/Toronto": "EASTERNSTANDARDTIME",
+    "Asia/Singapore": "SINGAPORESTANDARDTIME",
+    "Australia/Brisbane": "EAUSTRALIASTANDARDTIME",
+    "Australia/Perth": "WAUSTRALIASTANDARDTIME",
+    "Australia/Sydney": "AUSEASTERNSTANDARDTIME",
+    "Europe/Berlin": "WEUROPESTANDARDTIME",
+    "Europe/Dublin": "GMTSTANDARDTIME",
+    "Europe/London": "GMTSTANDARDTIME",
+    "Europe/Paris": "ROMANCESTANDARDTIME",
+    "Pacific/Auckland": "NEWZEALANDSTANDARDTIME",
+    "UTC": "UTC",
+}
+
 
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, ROUND_HALF_UP)
@@ -264,6 +288,14 @@ class Organisation:
         self.timezone = books.timezone
         self.zone = ZoneInfo(books.timezone)
         self.short_code = "!" + books.tenant_id[:5]
+        # What GET /Organisation serves beyond the books; the `organisation` event changes it.
+        self.xero_timezone = xero_timezone(books.timezone)
+        # Multi-currency needs one of Xero's top plans: books in several currencies get one.
+        several = len({c.currency for c in books.customers}) > 1
+        self.org_class = "PREMIUM" if several else "STANDARD"
+        self.is_demo_company = False
+        first = min((c.created_at for c in books.customers), default=books.now)
+        self.created = (first - timedelta(days=30)).replace(microsecond=0)
         self._ids = random.Random(f"xero-ids:{books.tenant_id}")
         self.bank_account_id = self.new_id()
         self.contacts: dict[str, Contact] = {}
@@ -468,6 +500,7 @@ class Organisation:
             "edit": self._ev_edit,
             "create_invoice": self._ev_create_invoice,
             "email_change": self._ev_email_change,
+            "organisation": self._ev_organisation,
         }
         if any(isinstance(v, str) and "\x00" in v for v in event.values()):
             raise ValueError("event values cannot contain NUL characters")
@@ -692,6 +725,62 @@ class Organisation:
             ],
             "UpdatedDateUTC": now.isoformat(),
         }
+
+    def _ev_organisation(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Organisation settings as GET /Organisation serves them, for trying unusual values.
+
+        `zone` (an IANA zone) moves the organisation's calendar and, unless `timezone` is also
+        given, its Timezone by XERO_TIMEZONES; `timezone`, `class` and `country_code` are served
+        verbatim (a zone id Xero has not published yet, a DEMO class); `is_demo_company` is a bool.
+        """
+        keys = {"zone", "timezone", "class", "is_demo_company", "country_code"}
+        self._check_keys(event, keys)
+        if not keys & set(event):
+            raise ValueError(f"an organisation event needs one of: {', '.join(sorted(keys))}")
+        for key in ("timezone", "class", "country_code"):
+            if key in event and (not isinstance(event[key], str) or not event[key].strip()):
+                raise ValueError(f"{key} must be non-empty text, not {event[key]!r}")
+        if "is_demo_company" in event and not isinstance(event["is_demo_company"], bool):
+            raise ValueError("is_demo_company must be true or false")
+        zone: ZoneInfo | None = None
+        windows: str | None = event.get("timezone")
+        if "zone" in event:
+            try:
+                zone = ZoneInfo(str(event["zone"]))
+            except (ValueError, KeyError) as err:  # ZoneInfoNotFoundError is a KeyError
+                raise ValueError(f"zone must be an IANA time zone, not {event['zone']!r}") from err
+            windows = windows or XERO_TIMEZONES.get(str(event["zone"]))
+            if windows is None:
+                raise ValueError(
+                    f"no Windows zone id known for {event['zone']!r}: give timezone as well"
+                )
+        # Everything is checked: now change it.
+        if zone is not None:
+            self.zone, self.timezone = zone, str(event["zone"])
+        if windows is not None:
+            self.xero_timezone = windows
+        if "class" in event:
+            self.org_class = event["class"]
+        if "country_code" in event:
+            self.country = event["country_code"]
+        if "is_demo_company" in event:
+            self.is_demo_company = event["is_demo_company"]
+        return {
+            "OrganisationID": self.tenant_id,
+            "Timezone": self.xero_timezone,
+            "Class": self.org_class,
+            "IsDemoCompany": self.is_demo_company,
+            "CountryCode": self.country,
+            "zone": self.timezone,
+        }
+
+
+def xero_timezone(zone: str) -> str:
+    """Organisation.Timezone for an IANA zone of the sandbox's books."""
+    try:
+        return XERO_TIMEZONES[zone]
+    except KeyError:
+        raise ValueError(f"no Xero Timezone known for {zone!r}: add it to XERO_TIMEZONES") from None
 
 
 def _persons(raw: Any) -> tuple[ContactPerson, ...]:
