@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from arsync.connectors.base import Page
+from arsync.clock import FrozenClock
 from arsync.domain import (
     Allocation,
     Deleted,
@@ -18,11 +19,12 @@ from arsync.domain import (
     Invoice,
     InvoiceStatus,
     Kind,
+    Page,
     Payment,
     Quarantined,
 )
 from arsync.errors import ConfigError
-from arsync.store import Store, open_store
+from arsync.store import PageOutcome, Store, open_store
 from arsync.store.engine import filesystem_type, head_revision, open_engine
 from arsync.store.schema import events, quarantine
 
@@ -55,8 +57,39 @@ def page(items: list[object], cursor: dict[str, object], **kw: object) -> Page:
 
 
 @pytest.fixture
-def store(db_url: str) -> Store:
-    return open_store(db_url)
+def store(db_url: str) -> Iterator[Store]:
+    made = open_store(db_url, FrozenClock(T))
+    yield made
+    made.close()
+
+
+def begin(
+    store: Store, name: str = "acme", platform: str = "qbo", full: bool = False
+) -> tuple[int, int]:
+    """A connector and a sync run of it: (connector id, sync id)."""
+    with store.transaction() as tx:
+        cid = tx.connectors.ensure(name, platform).id
+        return cid, tx.runs.begin(cid, full=full)
+
+
+def apply(store: Store, cid: int, sync: int, pg: Page) -> PageOutcome:
+    with store.transaction() as tx:
+        return tx.records.apply_page(cid, sync, pg)
+
+
+def live(store: Store, cid: int, kind: Kind) -> dict[str, object]:
+    with store.reading() as tx:
+        return dict(tx.records.live(cid, kind))
+
+
+def gone(store: Store, cid: int, kind: Kind) -> set[str]:
+    with store.reading() as tx:
+        return tx.records.deleted_ids(cid, kind)
+
+
+def cursor(store: Store, cid: int) -> object:
+    with store.reading() as tx:
+        return tx.records.cursor(cid)
 
 
 def test_migrations_reach_head_and_are_idempotent(db_url: str) -> None:
@@ -108,8 +141,7 @@ def test_unreachable_or_foreign_databases_are_config_errors(tmp_path: Path) -> N
 
 
 def test_money_is_exact_and_records_round_trip(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    sync = store.begin_sync(cid, full=True)
+    cid, sync = begin(store, full=True)
     odd = invoice("1", balance="0.10", total=Decimal("1234567890.1234"))
     pay = Payment(
         id="p1",
@@ -122,24 +154,19 @@ def test_money_is_exact_and_records_round_trip(store: Store) -> None:
         allocations=(Allocation("1", Decimal("0.20")),),
         updated_at=T,
     )
-    store.apply_page(cid, sync, page([odd, pay], {"v": 1}))
-    row = store.rows(cid, Kind.INVOICE)["1"]
-    assert row.total == Decimal("1234567890.1234")
-    assert row.balance == Decimal("0.10")
-    assert row.updated_at == T
-    prow = store.rows(cid, Kind.PAYMENT)["p1"]
-    assert prow.allocations == [["1", "0.20"]] and prow.unapplied == Decimal("0.10")
-    assert store.cursor(cid) == {"v": 1}
+    apply(store, cid, sync, page([odd, pay], {"v": 1}))
+    assert live(store, cid, Kind.INVOICE) == {"1": odd}
+    assert live(store, cid, Kind.PAYMENT) == {"p1": pay}
+    assert cursor(store, cid) == {"v": 1}
 
 
 def test_changes_are_logged_once_with_old_and_new_values(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    sync = store.begin_sync(cid, full=False)
-    first = store.apply_page(cid, sync, page([invoice("1"), invoice("2")], {"n": 1}))
+    cid, sync = begin(store)
+    first = apply(store, cid, sync, page([invoice("1"), invoice("2")], {"n": 1}))
     assert (first.created, first.changed) == (2, 0)
-    again = store.apply_page(cid, sync, page([invoice("1"), invoice("2")], {"n": 2}))
+    again = apply(store, cid, sync, page([invoice("1"), invoice("2")], {"n": 2}))
     assert (again.created, again.changed, again.unchanged) == (0, 0, 2)
-    paid = store.apply_page(cid, sync, page([invoice("1", balance="0")], {"n": 3}))
+    paid = apply(store, cid, sync, page([invoice("1", balance="0")], {"n": 3}))
     assert paid.changed == 1
     with store.engine.connect() as conn:
         logged = conn.execute(
@@ -150,59 +177,57 @@ def test_changes_are_logged_once_with_old_and_new_values(store: Store) -> None:
 
 
 def test_deleted_then_restored(store: Store) -> None:
-    cid = store.ensure_connector("acme", "xero")
-    sync = store.begin_sync(cid, full=False)
-    store.apply_page(cid, sync, page([invoice("1")], {}))
-    out = store.apply_page(cid, sync, page([Deleted(Kind.INVOICE, "1")], {}))
-    assert out.deleted == 1 and store.rows(cid, Kind.INVOICE)["1"].deleted
-    assert store.open_invoice_ids(cid) == set()
+    cid, sync = begin(store, platform="xero")
+    apply(store, cid, sync, page([invoice("1")], {}))
+    out = apply(store, cid, sync, page([Deleted(Kind.INVOICE, "1")], {}))
+    assert out.deleted == 1 and gone(store, cid, Kind.INVOICE) == {"1"}
+    with store.reading() as tx:
+        assert tx.records.open_invoice_ids(cid) == set()
     # deleting what is already gone, or was never here, logs nothing more
-    out = store.apply_page(
-        cid, sync, page([Deleted(Kind.INVOICE, "1"), Deleted(Kind.INVOICE, "9")], {})
+    out = apply(
+        store, cid, sync, page([Deleted(Kind.INVOICE, "1"), Deleted(Kind.INVOICE, "9")], {})
     )
     assert out.deleted == 0
-    store.apply_page(cid, sync, page([invoice("1")], {}))
-    assert not store.rows(cid, Kind.INVOICE)["1"].deleted
+    apply(store, cid, sync, page([invoice("1")], {}))
+    assert gone(store, cid, Kind.INVOICE) == set()
     with store.engine.connect() as conn:
         actions = conn.execute(select(events.c.action).order_by(events.c.id)).scalars().all()
     assert actions == ["created", "deleted", "restored"]
 
 
 def test_a_completed_full_pass_deletes_what_it_did_not_see(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    sync = store.begin_sync(cid, full=True)
-    store.apply_page(
-        cid, sync, page([invoice("1"), invoice("2"), invoice("3")], {}, full_pass="p1")
-    )
-    store.apply_page(cid, sync, page([], {}, full_pass="p1", completed=frozenset({Kind.INVOICE})))
-    assert all(not r.deleted for r in store.rows(cid, Kind.INVOICE).values())
+    cid, sync = begin(store, full=True)
+    apply(store, cid, sync, page([invoice("1"), invoice("2"), invoice("3")], {}, full_pass="p1"))
+    apply(store, cid, sync, page([], {}, full_pass="p1", completed=frozenset({Kind.INVOICE})))
+    assert gone(store, cid, Kind.INVOICE) == set()
     # a second full pass sees only 1 and 3, over two pages
-    store.apply_page(cid, sync, page([invoice("1")], {}, full_pass="p2"))
-    out = store.apply_page(
-        cid, sync, page([invoice("3")], {}, full_pass="p2", completed=frozenset({Kind.INVOICE}))
+    apply(store, cid, sync, page([invoice("1")], {}, full_pass="p2"))
+    out = apply(
+        store,
+        cid,
+        sync,
+        page([invoice("3")], {}, full_pass="p2", completed=frozenset({Kind.INVOICE})),
     )
     assert out.deleted == 1
-    rows = store.rows(cid, Kind.INVOICE)
-    assert [k for k, r in sorted(rows.items()) if r.deleted] == ["2"]
+    assert gone(store, cid, Kind.INVOICE) == {"2"}
+    assert set(live(store, cid, Kind.INVOICE)) == {"1", "3"}
 
 
 def test_a_page_that_fails_leaves_neither_records_nor_cursor(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    sync = store.begin_sync(cid, full=False)
-    store.apply_page(cid, sync, page([invoice("1")], {"at": "before"}))
+    cid, sync = begin(store)
+    apply(store, cid, sync, page([invoice("1")], {"at": "before"}))
     broken = invoice("2", total=Decimal("1.000001"))  # beyond four places: refused by the store
     with pytest.raises(Exception, match="four decimal places"):
-        store.apply_page(cid, sync, page([invoice("1", balance="5.00"), broken], {"at": "after"}))
-    assert store.cursor(cid) == {"at": "before"}
-    rows = store.rows(cid, Kind.INVOICE)
-    assert set(rows) == {"1"} and rows["1"].balance == Decimal("100.00")
+        apply(store, cid, sync, page([invoice("1", balance="5.00"), broken], {"at": "after"}))
+    assert cursor(store, cid) == {"at": "before"}
+    assert live(store, cid, Kind.INVOICE) == {"1": invoice("1")}
 
 
 def test_quarantine_keeps_the_raw_payload(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    sync = store.begin_sync(cid, full=False)
+    cid, sync = begin(store)
     raw = {"Id": "7", "TotalAmt": "abc", "Balance": Decimal("1.50")}
-    out = store.apply_page(
+    out = apply(
+        store,
         cid,
         sync,
         page([Quarantined(Kind.INVOICE, "7", "TotalAmt: not a number", raw), invoice("8")], {}),
@@ -212,25 +237,23 @@ def test_quarantine_keeps_the_raw_payload(store: Store) -> None:
         held = conn.execute(select(quarantine)).one()
     assert held.payload == {"Id": "7", "TotalAmt": "abc", "Balance": "1.50"}
     assert held.reason == "TotalAmt: not a number"
-    assert store.counts(cid)["quarantined"] == 1
+    with store.reading() as tx:
+        assert tx.records.counts(cid).quarantined == 1
 
 
 def test_a_connector_cannot_change_platform(store: Store) -> None:
-    store.ensure_connector("acme", "qbo")
-    assert store.ensure_connector("acme", "qbo") == store.ensure_connector("acme", "qbo")
-    with pytest.raises(ConfigError, match="cannot change platform"):
-        store.ensure_connector("acme", "xero")
+    with store.transaction() as tx:
+        first = tx.connectors.ensure("acme", "qbo")
+        assert tx.connectors.ensure("acme", "qbo") == first
+    with pytest.raises(ConfigError, match="cannot change platform"), store.transaction() as tx:
+        tx.connectors.ensure("acme", "xero")
 
 
 def test_a_killed_run_is_marked_when_the_next_begins(store: Store) -> None:
-    cid = store.ensure_connector("acme", "qbo")
-    first = store.begin_sync(cid, full=True)
-    second = store.begin_sync(cid, full=False)
-    with store.engine.connect() as conn:
-        outcomes = {
-            int(r.id): str(r.outcome)
-            for r in conn.exec_driver_sql("SELECT id, outcome FROM sync_runs")
-        }
+    cid, first = begin(store, full=True)
+    _, second = begin(store)
+    with store.reading() as tx:
+        outcomes = {run.id: run.outcome.value for run in tx.runs.of(cid)}
     assert outcomes == {first: "killed", second: "running"}
 
 
@@ -238,7 +261,7 @@ def test_the_exclusive_lock_excludes_a_second_holder(store: Store) -> None:
     from arsync.store import Busy
 
     with store.exclusive("sync:acme"):
-        other = Store(store.engine)
+        other = Store(store.engine, store.clock)
         with pytest.raises(Busy), other.exclusive("sync:acme"):
             pass
     with store.exclusive("sync:acme"):

@@ -14,11 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from arsync.errors import ArsyncError
-
-
-class Busy(ArsyncError):
-    """Another process holds the lock (e.g. a sync of the same connector is running)."""
+from arsync.errors import Busy
 
 
 def lock_dir(engine: Engine) -> Path | None:
@@ -49,3 +45,6 @@ def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+__all__ = ["Busy", "file_lock", "lock_dir"]

@@ -2,7 +2,8 @@
 
 Every business table is keyed by (connector_id, external id): the platform's own id. Amounts are
 `Amount` (exact), times `UtcDateTime`. `events` is append-only: the paper trail of what changed,
-when, and which sync saw it.
+when, and which sync saw it. Every state column is CHECKed against its enum (`states.py`).
+Only the repositories in this package read or write these tables.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     ForeignKey,
@@ -21,7 +23,19 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.sql.schema import SchemaItem
 
+from arsync.domain import DocStatus, InvoiceStatus
+from arsync.store.states import (
+    ConnectorState,
+    Entity,
+    HoldKind,
+    HoldSource,
+    HoldState,
+    PlanState,
+    RunOutcome,
+    check,
+)
 from arsync.store.types import Amount, UtcDateTime
 
 metadata = MetaData(
@@ -30,6 +44,7 @@ metadata = MetaData(
         "uq": "uq_%(table_name)s_%(column_0_N_name)s",
         "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
 
@@ -43,8 +58,14 @@ connectors = Table(
     Column("tenant_id", String(64)),
     Column("company_name", String(255)),
     Column("base_currency", String(3)),
-    #: "new" (never connected) | "connected" | "reconnect_needed"
-    Column("status", String(20), nullable=False, default="new"),
+    #: what the platform says of the company (domain.CompanyInfo), read at connect and on
+    #: every full pass
+    Column("country", String(2)),
+    Column("region", String(100)),
+    Column("platform_timezone", String(100)),
+    Column("edition", String(40)),
+    #: ConnectorState
+    Column("status", String(20), nullable=False, default=ConnectorState.NEW.value),
     Column("status_reason", Text),
     #: a long Retry-After (e.g. Xero's day limit) parks the connector until then
     Column("parked_until", UtcDateTime),
@@ -53,6 +74,7 @@ connectors = Table(
     Column("last_sync_at", UtcDateTime),
     Column("last_sync_ok_at", UtcDateTime),
     Column("last_error", Text),
+    check("status", ConnectorState, "status"),
 )
 
 tokens = Table(
@@ -78,7 +100,7 @@ tokens = Table(
 )
 
 
-def _business(name: str, *columns: Column[object]) -> Table:
+def _business(name: str, *columns: SchemaItem) -> Table:
     return Table(
         name,
         metadata,
@@ -122,6 +144,7 @@ invoices = _business(
     Column("balance", Amount, nullable=False),
     Column("status", String(10), nullable=False),
     Column("sent", Boolean, nullable=False),
+    check("status", InvoiceStatus, "status"),
 )
 Index("ix_invoices_open", invoices.c.connector_id, invoices.c.status, invoices.c.deleted)
 
@@ -135,6 +158,7 @@ payments = _business(
     Column("status", String(10), nullable=False),
     #: [[invoice_id, "amount"], ...]
     Column("allocations", JSON, nullable=False),
+    check("status", DocStatus, "status"),
 )
 
 credits = _business(
@@ -147,6 +171,7 @@ credits = _business(
     Column("remaining", Amount, nullable=False),
     Column("status", String(10), nullable=False),
     Column("allocations", JSON, nullable=False),
+    check("status", DocStatus, "status"),
 )
 
 cursors = Table(
@@ -172,14 +197,16 @@ sync_runs = Table(
     ),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
-    #: "running" | "ok" | "failed" | "parked"; a run left "running" was killed
+    #: RunOutcome; a run left "running" was killed
     Column("outcome", String(10), nullable=False),
     Column("full", Boolean, nullable=False),
     Column("pages", Integer, nullable=False, default=0),
     Column("changed", Integer, nullable=False, default=0),
     Column("api_calls", Integer),
     Column("error", Text),
+    check("outcome", RunOutcome, "outcome"),
 )
+Index("ix_sync_runs_connector", sync_runs.c.connector_id, sync_runs.c.id)
 
 events = Table(
     "events",
@@ -190,13 +217,15 @@ events = Table(
     ),
     Column("sync_id", Integer),
     Column("at", UtcDateTime, nullable=False),
-    #: "customer" | "invoice" | "payment" | "credit" | "connector"
+    #: Entity
     Column("entity", String(20), nullable=False),
     Column("external_id", String(64)),
-    #: "created" | "changed" | "deleted" | "restored" | "connected" | "reconnect_needed" | ...
+    #: "created" | "changed" | "deleted" | "restored" | "connected" | "reconnect_needed" |
+    #: "hold_set" | "hold_ended" | "plan_set" | "plan_ended" | ...
     Column("action", String(30), nullable=False),
     #: {"field": [old, new], ...} for "changed"; free detail otherwise
     Column("detail", JSON),
+    check("entity", Entity, "entity"),
 )
 Index("ix_events_record", events.c.connector_id, events.c.entity, events.c.external_id)
 
@@ -215,6 +244,101 @@ quarantine = Table(
     #: the record exactly as the platform sent it
     Column("payload", JSON, nullable=False),
     Column("resolved", Boolean, nullable=False, default=False),
+)
+
+#: API calls made per connector per minute (UTC), so a restart remembers the day's count
+api_usage = Table(
+    "api_usage",
+    metadata,
+    Column(
+        "connector_id",
+        Integer,
+        ForeignKey("connectors.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("minute", UtcDateTime, primary_key=True),
+    Column("calls", Integer, nullable=False),
+)
+
+#: holds on an invoice or a customer, each with who set it, when and why (the paper trail)
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
+    ),
+    #: HoldKind
+    Column("kind", String(20), nullable=False),
+    #: the customer held (a pause), or the invoice's customer
+    Column("customer_id", String(64)),
+    #: the invoice held (exclude, dispute, promise, settlement); NULL for a whole customer
+    Column("invoice_id", String(64)),
+    #: a pause's last day, or the day a promise falls due
+    Column("until", Date),
+    #: a promise's or a settlement's amount, in `currency`
+    Column("amount", Amount),
+    Column("currency", String(3)),
+    Column("reason", Text, nullable=False),
+    #: HoldSource, and who: a person's name, or the ledger's marker ("QuickBooks customer type")
+    Column("source", String(10), nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    #: HoldState
+    Column("state", String(10), nullable=False),
+    Column("ended_by", String(200)),
+    Column("ended_at", UtcDateTime),
+    Column("end_reason", Text),
+    check("kind", HoldKind, "kind"),
+    check("state", HoldState, "state"),
+    check("source", HoldSource, "source"),
+    CheckConstraint("customer_id IS NOT NULL OR invoice_id IS NOT NULL", name="target"),
+    CheckConstraint("amount IS NULL OR currency IS NOT NULL", name="currency"),
+)
+Index("ix_holds_active", holds.c.connector_id, holds.c.state)
+
+#: payment plans: a customer pays what is due by instalments
+payment_plans = Table(
+    "payment_plans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("customer_id", String(64), nullable=False),
+    #: the invoices the plan covers: ["id", ...]
+    Column("invoice_ids", JSON, nullable=False),
+    Column("currency", String(3), nullable=False),
+    #: how many instalments may be missed before the plan ends
+    Column("missed_allowed", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    #: PlanState
+    Column("state", String(10), nullable=False),
+    Column("ended_by", String(200)),
+    Column("ended_at", UtcDateTime),
+    Column("end_reason", Text),
+    check("state", PlanState, "state"),
+    check("source", HoldSource, "source"),
+    CheckConstraint("missed_allowed >= 0", name="missed_allowed"),
+)
+Index("ix_payment_plans_active", payment_plans.c.connector_id, payment_plans.c.state)
+
+plan_instalments = Table(
+    "plan_instalments",
+    metadata,
+    Column(
+        "plan_id",
+        Integer,
+        ForeignKey("payment_plans.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("due", Date, nullable=False),
+    Column("amount", Amount, nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
 )
 
 BUSINESS = {"customer": customers, "invoice": invoices, "payment": payments, "credit": credits}

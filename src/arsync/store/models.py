@@ -1,0 +1,185 @@
+"""Typed read models: what the repositories hand out instead of database rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from arsync.domain import CompanyInfo
+from arsync.store.states import (
+    ConnectorState,
+    Entity,
+    HoldKind,
+    HoldSource,
+    HoldState,
+    PlanState,
+    RunOutcome,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRow:
+    """One connector as the store knows it."""
+
+    id: int
+    name: str
+    platform: str
+    tenant_id: str | None
+    company_name: str | None
+    base_currency: str | None
+    country: str | None
+    region: str | None
+    platform_timezone: str | None
+    edition: str | None
+    status: ConnectorState
+    status_reason: str | None
+    parked_until: datetime | None
+    parked_reason: str | None
+    created_at: datetime
+    last_sync_at: datetime | None
+    last_sync_ok_at: datetime | None
+    last_error: str | None
+
+    @property
+    def linked(self) -> bool:
+        """Connected to a company (it may still need reconnecting)."""
+        return self.status is not ConnectorState.NEW and self.tenant_id is not None
+
+    def parked_at(self, now: datetime) -> bool:
+        return self.parked_until is not None and self.parked_until > now
+
+    @property
+    def company(self) -> CompanyInfo | None:
+        if self.company_name is None:
+            return None
+        return CompanyInfo(
+            name=self.company_name,
+            base_currency=self.base_currency,
+            country=self.country,
+            region=self.region,
+            timezone=self.platform_timezone,
+            edition=self.edition,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    id: int
+    connector_id: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: RunOutcome
+    full: bool
+    pages: int
+    changed: int
+    api_calls: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTokens:
+    """A connector's tokens as stored: encrypted blobs, and their times in clear."""
+
+    connector_id: int
+    access_token: bytes
+    refresh_token: bytes
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None
+    refreshed_at: datetime
+    connected_at: datetime
+    scope: str | None
+    generation: int
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredTokens(connector_id={self.connector_id}, generation={self.generation}, "
+            f"access_expires_at={self.access_expires_at.isoformat()})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the paper trail."""
+
+    id: int
+    connector_id: int
+    sync_id: int | None
+    at: datetime
+    entity: Entity
+    external_id: str | None
+    action: str
+    detail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCounts:
+    customers: int
+    invoices: int
+    open_invoices: int
+    payments: int
+    credits: int
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: int
+    connector_id: int
+    kind: HoldKind
+    customer_id: str | None
+    invoice_id: str | None
+    until: date | None
+    amount: Decimal | None
+    currency: str | None
+    reason: str
+    source: HoldSource
+    set_by: str
+    set_at: datetime
+    state: HoldState
+    ended_by: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Instalment:
+    seq: int
+    due: date
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPlan:
+    id: int
+    connector_id: int
+    customer_id: str
+    invoice_ids: tuple[str, ...]
+    currency: str
+    instalments: tuple[Instalment, ...]
+    missed_allowed: int
+    reason: str
+    source: HoldSource
+    set_by: str
+    set_at: datetime
+    state: PlanState
+    ended_by: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((i.amount for i in self.instalments), Decimal(0))
+
+
+__all__ = [
+    "ConnectorRow",
+    "Event",
+    "Hold",
+    "Instalment",
+    "PaymentPlan",
+    "RecordCounts",
+    "StoredTokens",
+    "SyncRun",
+]
