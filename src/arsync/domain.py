@@ -15,6 +15,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+#: how arsync names each platform to people, by its code
+PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
+
 
 class Kind(StrEnum):
     """The four kinds of record a connector pulls."""
@@ -146,3 +149,45 @@ class Quarantined:
 
 
 Item = Record | Deleted | Quarantined
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyInfo:
+    """What the platform says of the company itself (Xero Organisation, QBO CompanyInfo and
+    Preferences), read at connect and on every full pass."""
+
+    name: str
+    base_currency: str | None = None
+    #: ISO 3166 alpha-2, as the platform gives it
+    country: str | None = None
+    #: the state or region (QBO CompanyAddr.CountrySubDivisionCode), when given
+    region: str | None = None
+    #: the platform's own time-zone value, unmapped (Xero: a Windows zone id such as
+    #: "GMTSTANDARDTIME"); QBO has none
+    timezone: str | None = None
+    #: Xero's Organisation.Class (DEMO, TRIAL, STARTER, STANDARD, PREMIUM...); QBO has none
+    edition: str | None = None
+
+
+@dataclass
+class Page:
+    """Records of one API page and the cursor state that holds once they are committed.
+
+    A connector yields pages; the sync engine commits each page's records and its cursor in one
+    transaction, so a sync stopped anywhere resumes from the last committed page.
+    """
+
+    #: what is being pulled, for progress and logs: "invoices", "changes", "open invoices"...
+    stream: str
+    items: list[Item]
+    #: the connector's complete state after this page (JSON-serialisable)
+    cursor: dict[str, Any]
+    #: set during a full pass: an id the engine stamps on every record the pass sees
+    full_pass: str | None = None
+    #: kinds whose full pass ends with this page: records of such a kind that the pass
+    #: did not see are gone from the platform, and the engine marks them deleted
+    completed: frozenset[Kind] = field(default_factory=frozenset)
+    #: how many items the stream holds in all, when the platform says (for progress bars)
+    total: int | None = None
+    #: the company as read during this pass (a full pass reads it again), stored with the page
+    company: CompanyInfo | None = None

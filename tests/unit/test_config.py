@@ -369,8 +369,14 @@ def test_durations_refused(value: object) -> None:
         ({"oauth": {"redirect_uri": "localhost/cb"}}, "oauth.redirect_uri: must be an http://"),
         ({"oauth": {"scopes": []}}, "oauth.scopes: must list at least one scope"),
         (
-            {"platform": "xero", "oauth": {"scopes": ["accounting.invoices"]}},
-            'oauth.scopes: must include "offline_access" for Xero, got ["accounting.invoices"]',
+            {"platform": "xero", "oauth": {"scopes": ["accounting.settings.read"]}},
+            'oauth.scopes: must include "offline_access" for Xero (without it Xero gives no '
+            'refresh token), got ["accounting.settings.read"]',
+        ),
+        (
+            {"platform": "xero", "oauth": {"scopes": ["offline_access", "accounting.invoices"]}},
+            'oauth.scopes: must include "accounting.settings.read" or "accounting.settings" for '
+            "Xero (to read the organisation's time zone and currency)",
         ),
         ({"oauth": {"client_secret_env": "MY-SECRET"}}, "oauth.client_secret_env: must be an env"),
         ({"name": "other"}, "name: unknown key (a connector's name is its file name)"),

@@ -1,35 +1,51 @@
-"""The rate governor on a fake clock: windows, holds, parking and the reply headers."""
+"""The rate governor on a fake clock: windows, holds, parking, the reply headers, the calls
+remembered across a restart; and the API session's retries, reads apart from writes."""
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import respx
 
+from arsync.clock import SystemClock
 from arsync.connectors.base import Limits, StaticTokens
 from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import ApiSession, RetryPolicy
-from arsync.errors import AuthError, Parked, PermanentError, RateLimited, TransientError
+from arsync.errors import (
+    AuthError,
+    OutcomeUnknown,
+    Parked,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+
+EPOCH = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
 
 class FakeTime:
+    """A Clock whose sleeps move it forward at once, and which remembers them."""
+
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now_s = 1000.0
         self.slept: list[float] = []
 
-    def clock(self) -> float:
-        return self.now
+    def now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.now_s)
+
+    def monotonic(self) -> float:
+        return self.now_s
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.now += seconds
+        self.now_s += seconds
 
 
 def governor(limits: Limits, t: FakeTime) -> RateGovernor:
-    return RateGovernor(limits, clock=t.clock, sleep=t.sleep)
+    return RateGovernor(limits, t)
 
 
 def calls(g: RateGovernor, n: int, t: FakeTime, duration: float = 0.0) -> list[float]:
@@ -37,8 +53,8 @@ def calls(g: RateGovernor, n: int, t: FakeTime, duration: float = 0.0) -> list[f
     starts = []
     for _ in range(n):
         g.acquire()
-        starts.append(t.now)
-        t.now += duration
+        starts.append(t.now_s)
+        t.now_s += duration
         g.release()
     return starts
 
@@ -77,9 +93,9 @@ def test_replies_saying_the_minute_is_spent_hold_back_later_calls() -> None:
     g = governor(Limits(per_minute=60, per_second=None, concurrent=5, per_day=5000), t)
     g.acquire()
     g.release({"X-MinLimit-Remaining": "0", "X-DayLimit-Remaining": "4000"})
-    before = t.now
+    before = t.now_s
     g.acquire()
-    assert t.now >= before + 60
+    assert t.now_s >= before + 60
 
 
 def test_the_day_limit_reported_spent_parks() -> None:
@@ -92,7 +108,9 @@ def test_the_day_limit_reported_spent_parks() -> None:
 
 
 def test_concurrency_never_exceeds_the_cap() -> None:
-    g = RateGovernor(Limits(per_minute=10_000, per_second=None, concurrent=3, per_day=None))
+    g = RateGovernor(
+        Limits(per_minute=10_000, per_second=None, concurrent=3, per_day=None), SystemClock()
+    )
     running = 0
     peak = 0
     lock = threading.Lock()
@@ -138,14 +156,13 @@ class CountingTokens(StaticTokens):
         self.current = "tok-2"
 
 
-def session(t: FakeTime, tokens: StaticTokens | None = None) -> ApiSession:
+def session(t: FakeTime, tokens: StaticTokens | None = None, platform: str = "xero") -> ApiSession:
     return ApiSession(
-        platform="test",
+        platform=platform,
         tokens=tokens or StaticTokens("tok"),
-        limits=LIMITS,
         retry=RetryPolicy(attempts=4, initial=0.5, cap=8.0),
-        governor=RateGovernor(LIMITS, clock=t.clock, sleep=t.sleep),
-        sleep=t.sleep,
+        governor=RateGovernor(LIMITS, t),
+        clock=t,
     )
 
 
@@ -239,7 +256,192 @@ def test_a_401_gets_one_fresh_token_then_fails_as_auth() -> None:
 def test_park_after_is_a_setting() -> None:
     t = FakeTime()
     limits = Limits(60, None, 5, None, park_after=timedelta(hours=5))
-    g = RateGovernor(limits, clock=t.clock, sleep=t.sleep)
+    g = RateGovernor(limits, t)
     g.hold(4 * 3600, "day")
     g.acquire()  # slept through rather than parked
     assert sum(t.slept) >= 4 * 3600
+
+
+# -- the minute spent, as Xero's headers say it ---------------------------------------------------
+XERO = Limits(per_minute=60, per_second=None, concurrent=5, per_day=5000)
+
+
+def test_a_spent_minute_that_this_governor_spent_frees_when_its_oldest_call_leaves() -> None:
+    t = FakeTime()
+    g = governor(XERO, t)
+    starts = []
+    for n in range(60):
+        starts.append(g.acquire())
+        t.now_s += 0.5  # the reply takes half a second
+        left = 60 - (n + 1)
+        g.release({"X-MinLimit-Remaining": str(left), "X-DayLimit-Remaining": "4000"})
+    first_reply = starts[0] + 0.5
+    assert t.now_s == pytest.approx(first_reply + 59 * 0.5)
+    nxt = g.acquire()
+    # every call in Xero's window was ours: the slot frees when the first one's reply is a
+    # minute old (not a whole minute from the last reply, as a flat wait would have it)
+    assert nxt == pytest.approx(first_reply + 60)
+    assert nxt < t.now_s + 60 - 20
+
+
+def test_a_minute_spent_by_someone_else_waits_a_whole_minute() -> None:
+    t = FakeTime()
+    g = governor(XERO, t)
+    for _ in range(10):
+        g.acquire()
+        t.now_s += 0.5
+        g.release({"X-MinLimit-Remaining": "40"})
+    g.acquire()
+    t.now_s += 0.5
+    g.release({"X-MinLimit-Remaining": "0"})  # another app spent the rest
+    said_at = t.now_s
+    assert g.acquire() >= said_at + 60
+
+
+# -- calls remembered across a restart ------------------------------------------------------------
+class MemoryUsage:
+    """A UsageLog in memory (the store's is tested with the store)."""
+
+    def __init__(self) -> None:
+        self.minutes: dict[datetime, int] = {}
+        self.saves = 0
+
+    def recent(self, since: datetime) -> list[tuple[datetime, int]]:
+        return sorted((m, c) for m, c in self.minutes.items() if m >= since)
+
+    def save(self, counts: dict[datetime, int]) -> None:
+        self.saves += 1
+        for minute, calls in counts.items():
+            self.minutes[minute] = self.minutes.get(minute, 0) + calls
+
+
+def test_the_days_calls_outlive_the_governor() -> None:
+    t = FakeTime()
+    usage = MemoryUsage()
+    limits = Limits(per_minute=1000, per_second=None, concurrent=5, per_day=100)
+    first = RateGovernor(limits, t, usage=usage)
+    for _ in range(100):
+        first.acquire()
+        t.now_s += 0.3
+        first.release()
+    first.flush()
+    assert sum(usage.minutes.values()) == 100
+    assert usage.saves > 1  # written as it went, not only at the end
+
+    t.now_s += 3600  # an hour later, a new process
+    restarted = RateGovernor(limits, t, usage=usage)
+    with pytest.raises(Parked) as caught:  # the day's 100 are spent: about 23 h to wait
+        restarted.acquire()
+    assert caught.value.retry_after is not None and caught.value.retry_after > 20 * 3600
+
+    t.now_s += 86_400  # a day later every one of them has left the window
+    again = RateGovernor(limits, t, usage=usage)
+    again.acquire()
+    again.release()
+
+
+def test_a_failing_usage_log_never_fails_a_call() -> None:
+    class Broken(MemoryUsage):
+        def save(self, counts: dict[datetime, int]) -> None:
+            from arsync.errors import StoreDamaged
+
+            raise StoreDamaged("the store is damaged")
+
+    t = FakeTime()
+    usage = Broken()
+    g = RateGovernor(XERO, t, usage=usage, flush_every=0.0)
+    for _ in range(3):
+        g.acquire()
+        g.release()
+    g.flush()
+    assert g.calls == 3
+
+
+# -- writes are never repeated blindly -------------------------------------------------------------
+WRITE = "https://api.example.test/Invoices/1/Email"
+
+
+@respx.mock
+def test_a_write_whose_reply_timed_out_is_outcome_unknown_and_not_resent() -> None:
+    t = FakeTime()
+    route = respx.post(WRITE).mock(side_effect=httpx.ReadTimeout("no reply"))
+    with pytest.raises(OutcomeUnknown, match="may or may not"):
+        session(t).call("POST", WRITE, "emailing", json={}, write=True)
+    assert route.call_count == 1
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.RemoteProtocolError("dropped"), httpx.ReadError("reset"), httpx.Response(502)],
+)
+def test_a_write_that_may_have_been_performed_is_not_resent(
+    failure: httpx.Response | Exception,
+) -> None:
+    t = FakeTime()
+    route = respx.post(WRITE).mock(side_effect=[failure, httpx.Response(204)])
+    with pytest.raises(OutcomeUnknown):
+        session(t).call("POST", WRITE, "emailing", json={}, write=True)
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_write_that_never_left_is_retried() -> None:
+    t = FakeTime()
+    route = respx.post(WRITE).mock(
+        side_effect=[
+            httpx.ConnectError("refused"),
+            httpx.Response(429, headers={"Retry-After": "1"}),
+            httpx.Response(204),
+        ]
+    )
+    reply = session(t).call("POST", WRITE, "emailing", json={}, write=True)
+    assert reply.status == 204 and route.call_count == 3
+
+
+@respx.mock
+def test_a_keyed_write_is_resent_with_the_same_key_where_the_platform_reads_it() -> None:
+    t = FakeTime()
+    route = respx.post(WRITE).mock(
+        side_effect=[httpx.ReadTimeout("no reply"), httpx.Response(502), httpx.Response(204)]
+    )
+    session(t).call("POST", WRITE, "emailing", json={}, write=True, idempotency_key="act-1")
+    assert route.call_count == 3
+    assert [c.request.headers["Idempotency-Key"] for c in route.calls] == ["act-1"] * 3
+
+    send = "https://api.example.test/v3/company/1/invoice/9/send"
+    qbo = respx.post(send).mock(
+        side_effect=[httpx.ReadTimeout("no reply"), httpx.Response(200, json={})]
+    )
+    session(t, platform="qbo").call("POST", send, "sending", write=True, idempotency_key="act-2")
+    assert [c.request.url.params["requestid"] for c in qbo.calls] == ["act-2", "act-2"]
+
+
+@respx.mock
+def test_a_keyed_write_is_not_resent_once_the_platform_may_have_forgotten_the_key() -> None:
+    t = FakeTime()
+
+    def slow_timeout(request: httpx.Request) -> httpx.Response:
+        t.now_s += 200  # each attempt waits long for its reply
+        raise httpx.ReadTimeout("no reply")
+
+    route = respx.post(WRITE).mock(side_effect=slow_timeout)
+    with pytest.raises(OutcomeUnknown):
+        session(t).call("POST", WRITE, "emailing", json={}, write=True, idempotency_key="k")
+    # 5 minutes of memory: the first two attempts fit, a third would not be recognised
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_read_that_timed_out_is_retried_even_as_a_post() -> None:
+    t = FakeTime()
+    route = respx.post(URL).mock(
+        side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200, json={"QueryResponse": {}})]
+    )
+    reply = session(t, platform="qbo").call("POST", URL, "query", content=b"SELECT")
+    assert route.call_count == 2 and reply.body == {"QueryResponse": {}}
+
+
+def test_an_idempotency_key_on_a_read_is_a_mistake() -> None:
+    with pytest.raises(ValueError, match="belongs to a write"):
+        session(FakeTime()).call("GET", URL, "thing", idempotency_key="k")

@@ -9,13 +9,15 @@ from arsync.connectors.http import error_for_response, retry_after_seconds
 from arsync.connectors.xero.client import parse_xero_date
 from arsync.errors import AuthError, DataError, PermanentError, RateLimited, TransientError
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:
-    assert retry_after_seconds("120") == 120.0
-    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    assert retry_after_seconds("Thu, 01 Jan 2026 00:02:00 GMT", now=now) == 120.0
-    assert retry_after_seconds("soon") is None
-    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("120", NOW) == 120.0
+    assert retry_after_seconds("Thu, 01 Jan 2026 00:02:00 GMT", NOW) == 120.0
+    assert retry_after_seconds("Thu, 01 Jan 2026 00:02:00 GMT", NOW + timedelta(minutes=5)) == 0
+    assert retry_after_seconds("soon", NOW) is None
+    assert retry_after_seconds(None, NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -24,7 +26,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 )
 def test_status_table(status: int, kind: type[Exception]) -> None:
     response = httpx.Response(status, headers={"Retry-After": "7"}, text="{}")
-    err = error_for_response(response, "call")
+    err = error_for_response(response, "call", NOW)
     assert type(err) is kind
     if isinstance(err, TransientError):
         assert err.retry_after == 7.0

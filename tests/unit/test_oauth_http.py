@@ -8,6 +8,7 @@ import httpx
 import pytest
 import respx
 
+from arsync.clock import SystemClock
 from arsync.connect import connect
 from arsync.connectors.base import Endpoints
 from arsync.connectors.oauth import GrantRefused, OAuthApp
@@ -19,7 +20,7 @@ ECHO = "RT-echoed-secret"
 
 @pytest.fixture
 def app() -> Iterator[OAuthApp]:
-    with OAuthApp("xero", "client-1", "client-secret-1", ENDPOINTS) as made:
+    with OAuthApp("xero", "client-1", "client-secret-1", ENDPOINTS, clock=SystemClock()) as made:
         yield made
 
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from arsync.clock import SystemClock
 from arsync.connect import Connection, check_redirect, parse_redirect
 from arsync.connectors.base import Endpoints
 from arsync.connectors.oauth import (
@@ -16,6 +17,7 @@ from arsync.connectors.oauth import (
     safe_error_code,
     token_record_from_reply,
 )
+from arsync.domain import CompanyInfo
 from arsync.errors import AuthError, DataError
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -73,7 +75,7 @@ def test_token_record_repr_and_str_hide_the_tokens() -> None:
     record = token_record_from_reply(
         "xero", {"access_token": "AT-secret", "refresh_token": "RT-secret"}, NOW
     )
-    connection = Connection("xero", "t1", "Acme", record, "http://127.0.0.1/callback")
+    connection = Connection("xero", "t1", CompanyInfo("Acme"), record, "http://127.0.0.1/callback")
     for text in (repr(record), str(record), repr(connection)):
         assert "AT-secret" not in text
         assert "RT-secret" not in text
@@ -81,7 +83,7 @@ def test_token_record_repr_and_str_hide_the_tokens() -> None:
 
 
 def test_xero_consent_address_carries_state_and_an_s256_challenge() -> None:
-    app = OAuthApp("xero", "client-1", "shh", Endpoints.production("xero"), redirect_uri=None)
+    app = OAuthApp("xero", "client-1", "shh", Endpoints.production("xero"), clock=SystemClock())
     try:
         first = app.authorization_request("http://127.0.0.1:5000/callback")
         second = app.authorization_request("http://127.0.0.1:5000/callback")
@@ -105,7 +107,7 @@ def test_xero_consent_address_carries_state_and_an_s256_challenge() -> None:
 
 
 def test_qbo_consent_address_is_a_confidential_client_without_pkce() -> None:
-    with OAuthApp("qbo", "client-1", "shh") as app:
+    with OAuthApp("qbo", "client-1", "shh", clock=SystemClock()) as app:
         request = app.authorization_request("http://127.0.0.1/callback")
     query = parse_qs(urlsplit(request.url).query)
     assert request.url.startswith("https://appcenter.intuit.com/connect/oauth2?")
@@ -127,7 +129,7 @@ def test_pasted_redirects_are_read_whole_or_as_a_query() -> None:
 
 
 def test_check_redirect_wants_the_state_first_then_no_error_then_a_code() -> None:
-    with OAuthApp("qbo", "c", "s") as app:
+    with OAuthApp("qbo", "c", "s", clock=SystemClock()) as app:
         request = app.authorization_request("http://127.0.0.1/callback")
     good = {"code": "abc", "state": request.state}
     assert check_redirect(good, request, "QuickBooks Online") == "abc"

@@ -14,7 +14,9 @@ import httpx
 import pytest
 import respx
 
+from arsync.clock import FrozenClock
 from arsync.connectors.base import Limits, Link, Page, StaticTokens
+from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import ApiSession
 from arsync.connectors.quickbooks.client import QuickBooksClient
 from arsync.connectors.quickbooks.connector import QuickBooksConnector
@@ -89,7 +91,11 @@ class FakeQbo:
         self.clock = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
         #: the `time` of every reply, in order
         self.stamps: list[str] = []
-        self.preferences: dict[str, Any] | None = None
+        self.preferences: dict[str, Any] | None = {
+            "CurrencyPrefs": {"HomeCurrency": {"value": "USD"}, "MultiCurrencyEnabled": True}
+        }
+        #: a CDC refusal to answer instead of changes (e.g. changedSince too old for QBO)
+        self.cdc_fault: dict[str, Any] | None = None
 
     def stamp(self) -> str:
         self.clock += timedelta(seconds=1)
@@ -133,6 +139,8 @@ class FakeQbo:
     def cdc(self, request: httpx.Request) -> httpx.Response:
         entities = request.url.params["entities"]
         self.calls.append(f"CDC {entities} {request.url.params['changedSince']}")
+        if self.cdc_fault is not None:
+            return httpx.Response(400, json={"Fault": self.cdc_fault, "time": self.stamp()})
         reply = self.cdc_replies.get(entities, {})
         responses = [
             {e: reply[e], "startPosition": 1, "maxResults": len(reply[e])} if reply.get(e) else {}
@@ -151,16 +159,32 @@ def qbo() -> Iterator[FakeQbo]:
         router.get(f"{BASE}/companyinfo/{REALM}").mock(
             return_value=httpx.Response(
                 200,
-                json={"CompanyInfo": {"CompanyName": "Acme", "Country": "GB"}, "time": "x"},
+                json={
+                    "CompanyInfo": {
+                        "CompanyName": "Acme",
+                        "Country": "GB",
+                        "CompanyAddr": {"CountrySubDivisionCode": "ENG"},
+                    },
+                    "time": "x",
+                },
             )
         )
         yield fake
 
 
+def session() -> ApiSession:
+    clock = FrozenClock(NOW)
+    return ApiSession(
+        platform="qbo",
+        tokens=StaticTokens("t0k3n"),
+        governor=RateGovernor(LIMITS, clock),
+        clock=clock,
+    )
+
+
 def connector() -> QuickBooksConnector:
     link = Link("acme", "qbo", REALM, API, LIMITS, sweep_every=timedelta(hours=6))
-    session = ApiSession(platform="qbo", tokens=StaticTokens("t0k3n"), limits=LIMITS)
-    return QuickBooksConnector(link, StaticTokens("t0k3n"), session=session)
+    return QuickBooksConnector(link, session())
 
 
 def pull(
@@ -247,14 +271,14 @@ def test_full_pass_pages_every_entity_until_a_short_page(qbo: FakeQbo) -> None:
         "start": 1000,
         "last_id": "1000",
         "gap": False,
-        "home_currency": None,
+        "home_currency": "USD",
     }
     assert pages[-1].cursor == {
         "v": 1,
         "phase": "incremental",
         "since": first_page_time,
         "swept_at": first_page_time,
-        "home_currency": None,
+        "home_currency": "USD",
     }
 
 
@@ -321,7 +345,9 @@ def test_a_deletion_between_pages_leaves_the_entity_uncompleted(qbo: FakeQbo) ->
 def test_full_flag_starts_a_new_pass_whatever_the_state(qbo: FakeQbo) -> None:
     pages = pull(incremental(NOW - timedelta(hours=1)), full=True)
     assert not any(c.startswith("CDC") for c in qbo.calls)
-    assert "FROM Customer" in qbo.calls[0]  # the home currency came from the cursor
+    # a new pass reads the company (and its home currency) again
+    assert qbo.calls[0] == "SELECT * FROM Preferences"
+    assert "FROM Customer" in qbo.calls[1]
     assert pages[-1].cursor["phase"] == "incremental"
 
 
@@ -403,8 +429,10 @@ def test_saturated_customers_query_includes_inactive_ones(qbo: FakeQbo) -> None:
 def test_since_older_than_cdc_lookback_starts_a_full_pass(qbo: FakeQbo) -> None:
     pages = pull(incremental(NOW - timedelta(days=31)))
     assert not any(c.startswith("CDC") for c in qbo.calls)
-    assert "FROM Customer" in qbo.calls[0]
-    assert pages[0].full_pass == qbo.stamps[0]
+    # a new pass reads the company's preferences again, then every entity from the top
+    assert qbo.calls[0] == "SELECT * FROM Preferences"
+    assert "FROM Customer" in qbo.calls[1]
+    assert pages[0].full_pass == qbo.stamps[1]
     recent = pull(incremental(NOW - timedelta(days=29)))
     assert recent[0].stream == "changes"
 
@@ -465,15 +493,45 @@ def test_home_currency_is_fetched_once_and_carried_in_the_cursor(qbo: FakeQbo) -
 def test_company_info(qbo: FakeQbo) -> None:
     qbo.preferences = {"CurrencyPrefs": {"HomeCurrency": {"value": "GBP"}}}
     info = connector().company()
-    assert (info.name, info.country, info.base_currency) == ("Acme", "GB", "GBP")
+    assert (info.name, info.country, info.region) == ("Acme", "GB", "ENG")
+    assert info.base_currency == "GBP"
+    assert info.timezone is None  # QBO has no time-zone field anywhere
+
+
+def test_a_cdc_refused_for_its_time_starts_a_full_pass(qbo: FakeQbo) -> None:
+    # Our clock says the cursor is 29.9 days old; QBO's says it is past CDC's 30 days.
+    qbo.cdc_fault = {
+        "Error": [
+            {
+                "Message": "Request has invalid or unsupported property",
+                "Detail": "Property Name:changedSince: the value is more than 30 days in the past",
+                "code": "2010",
+                "element": "changedSince",
+            }
+        ],
+        "type": "ValidationFault",
+    }
+    qbo.tables["Invoice"] = [invoice_row(1)]
+    pages = pull(incremental(NOW - timedelta(days=29, hours=23)))
+    assert qbo.calls[0].startswith("CDC")
+    assert [p.stream for p in pages] == ["customers", "invoices", "payments", "credit memos"]
+    assert pages[-1].cursor["phase"] == "incremental"
+    assert pages[0].company is not None and pages[0].company.name == "Acme"
+
+
+def test_a_cdc_refused_for_another_reason_is_still_an_error(qbo: FakeQbo) -> None:
+    from arsync.errors import PermanentError
+
+    qbo.cdc_fault = {"Error": [{"Message": "Invalid", "code": "2010", "element": "entities"}]}
+    with pytest.raises(PermanentError):
+        pull(incremental(NOW - timedelta(days=1)))
 
 
 # -- the client ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("count", "sizes"), [(1500, [1000, 500]), (2000, [1000, 1000, 0])])
 def test_client_query_pages_until_a_short_page(qbo: FakeQbo, count: int, sizes: list[int]) -> None:
     qbo.tables["Invoice"] = [invoice_row(n) for n in range(1, count + 1)]
-    session = ApiSession(platform="qbo", tokens=StaticTokens("t"), limits=LIMITS)
-    pages = list(QuickBooksClient(session, REALM, API).query_pages("Invoice", "Balance > '0'"))
+    pages = list(QuickBooksClient(session(), REALM, API).query_pages("Invoice", "Balance > '0'"))
     assert [len(rows) for rows, _at in pages] == sizes
     assert [at for _rows, at in pages] == qbo.stamps
     assert starts(qbo.calls, "Invoice") == [1 + 1000 * n for n in range(len(sizes))]
@@ -494,8 +552,7 @@ def test_client_query_pages_until_a_short_page(qbo: FakeQbo, count: int, sizes: 
     ],
 )
 def test_malformed_envelopes_are_data_errors(path: str, body: Any, message: str) -> None:
-    session = ApiSession(platform="qbo", tokens=StaticTokens("t"), limits=LIMITS)
-    client = QuickBooksClient(session, REALM, API)
+    client = QuickBooksClient(session(), REALM, API)
     with respx.mock() as router:
         router.route(url__startswith=f"{BASE}/{path}").mock(
             return_value=httpx.Response(200, content=json.dumps(body).encode())
@@ -508,8 +565,7 @@ def test_malformed_envelopes_are_data_errors(path: str, body: Any, message: str)
 
 
 def test_a_reply_without_time_falls_back_to_the_date_header() -> None:
-    session = ApiSession(platform="qbo", tokens=StaticTokens("t"), limits=LIMITS)
-    client = QuickBooksClient(session, REALM, API)
+    client = QuickBooksClient(session(), REALM, API)
     with respx.mock() as router:
         router.get(url__startswith=f"{BASE}/cdc").mock(
             return_value=httpx.Response(

@@ -12,19 +12,21 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
+from arsync.clock import FrozenClock
 from arsync.connectors.base import Limits, Link, Page, StaticTokens
+from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import ApiSession
 from arsync.connectors.xero.client import XeroClient
 from arsync.connectors.xero.connector import XeroConnector
 from arsync.domain import Deleted, Invoice, InvoiceStatus, Kind, Payment
-from arsync.errors import DataError, PermanentError
+from arsync.errors import DataError
 
 API = "https://api.xero.com"
 TENANT = "7e1d0c1a-aaaa-4bbb-8ccc-0123456789ab"
@@ -53,6 +55,14 @@ class FakeXero:
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
         self.requests: list[httpx.Request] = []
         self.tenants = [{"tenantId": TENANT, "tenantName": "Kestrel Ltd"}]
+        self.organisation: dict[str, Any] = {
+            "OrganisationID": TENANT,
+            "Name": "Kestrel Ltd",
+            "BaseCurrency": "GBP",
+            "CountryCode": "GB",
+            "Timezone": "GMTSTANDARDTIME",
+            "Class": "STANDARD",
+        }
 
     # -- data --------------------------------------------------------------------------------------
     def invoice(self, n: int, *, at: datetime | None = None, **changes: Any) -> dict[str, Any]:
@@ -104,10 +114,12 @@ class FakeXero:
         if request.url.path == "/connections":
             return httpx.Response(200, headers=date, json=self.tenants)
         endpoint = request.url.path.rsplit("/", 1)[-1]
+        if endpoint == "Organisation":
+            return httpx.Response(200, headers=date, json={"Organisations": [self.organisation]})
         q = request.url.params
         rows = list(self.rows[endpoint])
         if "If-Modified-Since" in request.headers:
-            since = parsedate_to_datetime(request.headers["If-Modified-Since"])
+            since = datetime.fromisoformat(request.headers["If-Modified-Since"])
             rows = [r for r in rows if from_ms(r["UpdatedDateUTC"]) >= since]
         if "where" in q:
             match = _WHERE.match(q["where"])
@@ -146,12 +158,19 @@ def xero() -> Iterator[FakeXero]:
         yield fake
 
 
+def session() -> ApiSession:
+    clock = FrozenClock(START)
+    return ApiSession(
+        platform="xero",
+        tokens=StaticTokens("tok"),
+        governor=RateGovernor(LIMITS, clock),
+        clock=clock,
+    )
+
+
 def connector(sweep_every: timedelta = timedelta(hours=6)) -> XeroConnector:
     link = Link("acme", "xero", TENANT, API, LIMITS, sweep_every=sweep_every)
-    session = ApiSession(
-        platform="xero", tokens=StaticTokens("tok"), limits=LIMITS, sleep=lambda _: None
-    )
-    return XeroConnector(link, StaticTokens("tok"), session=session)
+    return XeroConnector(link, session())
 
 
 def pull(
@@ -191,7 +210,7 @@ def at_rest(since: datetime, swept_at: datetime | None = None) -> dict[str, Any]
 
 
 def ims(request: httpx.Request) -> datetime:
-    return parsedate_to_datetime(request.headers["If-Modified-Since"])
+    return datetime.fromisoformat(request.headers["If-Modified-Since"])
 
 
 # -- full pass ------------------------------------------------------------------------------------
@@ -212,7 +231,7 @@ def test_full_pass_reads_every_endpoint_and_stops_at_a_short_page(xero: FakeXero
     assert xero.calls("/Contacts")[0].url.params["includeArchived"] == "true"
     assert xero.calls("/Payments")[0].url.params["where"] == 'PaymentType=="ACCRECPAYMENT"'
     assert xero.calls("/CreditNotes")[0].url.params["where"] == 'Type=="ACCRECCREDIT"'
-    assert len(xero.requests) == 6
+    assert len(xero.requests) == 7  # the organisation, then six pages
 
     assert [(p.stream, len(p.items)) for p in pages] == [
         ("contacts", 0),
@@ -299,7 +318,8 @@ def test_idle_cycle_is_two_calls_with_the_cursor_since(xero: FakeXero) -> None:
 
     assert [c.url.path.rsplit("/", 1)[-1] for c in xero.requests] == ["Invoices", "Contacts"]
     for call in xero.requests:
-        assert call.headers["If-Modified-Since"] == "Mon, 23 Nov 2026 13:59:59 GMT"
+        # ISO 8601, as Xero's OpenAPI file says (date-time), not HTTP's RFC 1123 form
+        assert call.headers["If-Modified-Since"] == "2026-11-23T13:59:59+00:00"
         assert call.url.params["pageSize"] == "1000"
     assert xero.calls("/Invoices")[0].url.params["where"] == 'Type=="ACCREC"'
     assert all(p.items == [] for p in pages)
@@ -458,21 +478,34 @@ def test_a_sweep_killed_mid_listing_lists_again_and_rechecks_only_the_unseen(
 
 
 # -- company and envelopes ------------------------------------------------------------------------
-def test_company_is_the_tenant_name_from_connections(xero: FakeXero) -> None:
-    assert connector().company().name == "Kestrel Ltd"
+def test_company_is_the_organisation_read_once(xero: FakeXero) -> None:
+    company = connector().company()
+    assert (company.name, company.base_currency, company.country) == ("Kestrel Ltd", "GBP", "GB")
+    assert (company.timezone, company.edition) == ("GMTSTANDARDTIME", "STANDARD")
     (call,) = xero.requests
-    assert call.url == httpx.URL(f"{API}/connections")
-    assert "xero-tenant-id" not in call.headers
-    xero.tenants = [{"tenantId": "someone-else", "tenantName": "Other"}]
-    with pytest.raises(PermanentError, match="reconnect"):
+    assert call.url == httpx.URL(f"{API}/api.xro/2.0/Organisation")
+    assert call.headers["xero-tenant-id"] == TENANT
+    # a time zone Xero added after this arsync was written is kept as Xero wrote it
+    xero.organisation = {"Name": "Kestrel Ltd", "Timezone": "MARSSTANDARDTIME"}
+    assert connector().company().timezone == "MARSSTANDARDTIME"
+    xero.organisation = {"Name": ""}
+    with pytest.raises(DataError, match="Name"):
         connector().company()
 
 
+def test_a_full_pass_stores_the_organisation_with_its_first_page(xero: FakeXero) -> None:
+    xero.add_invoices(3)
+    pages = pull(None)
+    assert pages[0].company is not None and pages[0].company.name == "Kestrel Ltd"
+    assert all(p.company is None for p in pages[1:])
+    assert len(xero.calls("/Organisation")) == 1
+    xero.requests.clear()
+    pull(at_rest(START - timedelta(minutes=5)))  # an incremental cycle does not read it
+    assert xero.calls("/Organisation") == []
+
+
 def test_malformed_envelopes_are_data_errors() -> None:
-    session = ApiSession(
-        platform="xero", tokens=StaticTokens("tok"), limits=LIMITS, sleep=lambda _: None
-    )
-    client = XeroClient(session, TENANT, API)
+    client = XeroClient(session(), TENANT, API)
     date = {"Date": format_datetime(START, usegmt=True)}
     with respx.mock() as router:
         route = router.get(f"{API}/api.xro/2.0/Invoices")

@@ -1,10 +1,12 @@
 """The Connector protocol and the platform registry: all the core knows of a platform.
 
-A connector pulls one company's records as a stream of `Page`s. Each page carries the
-connector's whole cursor state after that page; the sync engine commits the page's records and
-that state in one transaction, so a sync killed anywhere resumes from the last committed page
-without missing or duplicating anything. The state is the connector's own JSON; the engine only
-stores it and hands it back.
+A connector pulls one company's records as a stream of `Page`s (domain.py). Each page carries
+the connector's whole cursor state after that page; the sync engine commits the page's records
+and that state in one transaction, so a sync killed anywhere resumes from the last committed
+page without missing or duplicating anything. The state is the connector's own JSON; the engine
+only stores it and hands it back. A connector makes its calls through the `ApiSession` it is
+given, which the connector's coordinator (runtime.py) shares with everything else that calls
+the same company.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from arsync.domain import Item, Kind
+from arsync.domain import PLATFORM_NAMES, CompanyInfo, Page
 
-#: how arsync names each platform to people
-PLATFORM_NAMES = {"qbo": "QuickBooks Online", "xero": "Xero"}
+if TYPE_CHECKING:
+    from arsync.connectors.http import ApiSession
 
 
 @dataclass(frozen=True)
@@ -111,31 +113,6 @@ class Link:
     sweep_every: timedelta = timedelta(hours=6)
 
 
-@dataclass(frozen=True)
-class CompanyInfo:
-    name: str
-    base_currency: str | None = None
-    country: str | None = None
-
-
-@dataclass
-class Page:
-    """Records of one API page and the cursor state that holds once they are committed."""
-
-    #: what is being pulled, for progress and logs: "invoices", "changes", "open invoices"...
-    stream: str
-    items: list[Item]
-    #: the connector's complete state after this page (JSON-serialisable)
-    cursor: dict[str, Any]
-    #: set during a full pass: an id the engine stamps on every record the pass sees
-    full_pass: str | None = None
-    #: kinds whose full pass ends with this page: records of such a kind that the pass
-    #: did not see are gone from the platform, and the engine marks them deleted
-    completed: frozenset[Kind] = field(default_factory=frozenset)
-    #: how many items the stream holds in all, when the platform says (for progress bars)
-    total: int | None = None
-
-
 class TokenSource(Protocol):
     """A valid access token for one connector; refreshes (single-flight) when needed."""
 
@@ -164,11 +141,8 @@ class StaticTokens:
 class Connector(Protocol):
     platform: ClassVar[str]
 
-    def company(self) -> CompanyInfo: ...
-
-    @property
-    def api_calls(self) -> int:
-        """Calls made to the platform so far (each retry counts)."""
+    def company(self) -> CompanyInfo:
+        """The company's own facts: name, home currency, country, the platform's time zone."""
         ...
 
     def pull(
@@ -189,11 +163,9 @@ class Connector(Protocol):
         """
         ...
 
-    def close(self) -> None: ...
-
 
 class ConnectorFactory(Protocol):
-    def __call__(self, link: Link, tokens: TokenSource) -> Connector: ...
+    def __call__(self, link: Link, session: ApiSession) -> Connector: ...
 
 
 _REGISTRY: dict[str, ConnectorFactory] = {}
@@ -222,3 +194,22 @@ def load_builtin() -> None:
     """Import the platforms shipped with arsync; each registers itself on import."""
     for module in ("arsync.connectors.quickbooks.connector", "arsync.connectors.xero.connector"):
         importlib.import_module(module)
+
+
+__all__ = [
+    "PLATFORM_NAMES",
+    "QBO_LIMITS",
+    "XERO_LIMITS",
+    "CompanyInfo",
+    "Connector",
+    "ConnectorFactory",
+    "Endpoints",
+    "Limits",
+    "Link",
+    "Page",
+    "StaticTokens",
+    "TokenSource",
+    "factory_for",
+    "load_builtin",
+    "register",
+]

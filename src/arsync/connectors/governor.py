@@ -6,6 +6,10 @@ arrived, which is no later than that, so a new call sent after `stamp + window` 
 the platform's window with the old one, however the network reorders them. Replies that report
 what is left (`X-MinLimit-Remaining`, `X-DayLimit-Remaining`) and 429s with `Retry-After` hold
 back every later call; a wait longer than `Limits.park_after` raises `Parked` instead of blocking.
+
+Time is the injected clock's (`monotonic` for windows, `sleep` for waits, `now` for the minute
+a call is counted in). With a `UsageLog`, the calls made are written down by the minute, and a
+new governor starts from what the last day's calls left, so a restart does not forget them.
 """
 
 from __future__ import annotations
@@ -13,43 +17,73 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
 
+import structlog
+
+from arsync.clock import Clock
 from arsync.connectors.base import Limits
-from arsync.errors import Parked
+from arsync.errors import ArsyncError, Parked
 from arsync.words import span
 
+log = structlog.get_logger("arsync.governor")
+
 _IN_FLIGHT = math.inf
+_MINUTE = 60.0
+_DAY = 86_400.0
+
+
+class UsageLog(Protocol):
+    """Where a governor writes down its calls, by the UTC minute they were made in."""
+
+    def recent(self, since: datetime) -> list[tuple[datetime, int]]:
+        """(minute, calls) from `since` on."""
+        ...
+
+    def save(self, counts: dict[datetime, int]) -> None:
+        """Add these calls to what is written down."""
+        ...
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 class RateGovernor:
     def __init__(
         self,
         limits: Limits,
+        clock: Clock,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        usage: UsageLog | None = None,
+        flush_every: float = 1.0,
     ) -> None:
         self.limits = limits
         self._clock = clock
-        self._sleep = sleep
         self._cond = threading.Condition()
         self._windows: list[tuple[float, int, deque[float]]] = []
-        for seconds, cap in ((1.0, limits.per_second), (60.0, limits.per_minute)):
+        for seconds, cap in ((1.0, limits.per_second), (_MINUTE, limits.per_minute)):
             if cap:
                 self._windows.append((seconds, cap, deque()))
         if limits.per_day:
-            self._windows.append((86_400.0, limits.per_day, deque()))
+            self._windows.append((_DAY, limits.per_day, deque()))
         self._running = 0
         self._not_before = 0.0
         self._hold_reason = ""
         self.calls = 0
+        self._usage = usage
+        self._flush_every = flush_every
+        self._pending: dict[datetime, int] = {}
+        self._flushed_at = clock.monotonic()
+        if usage is not None:
+            self._remember(usage)
 
     # -- the two halves of a call --------------------------------------------------------------
     def acquire(self) -> float:
-        """Block until a call may start; returns its token for `release`."""
+        """Block until a call may start; returns the moment it started (clock.monotonic)."""
         with self._cond:
             while True:
                 wait, timed = self._wait_needed()
@@ -63,10 +97,10 @@ class RateGovernor:
                         problem=self._hold_reason or None,
                     ) from None
                 if timed:
-                    # A window or a hold: time alone frees it (the injected sleep, for tests).
+                    # A window or a hold: time alone frees it.
                     self._cond.release()
                     try:
-                        self._sleep(min(wait, 1.0))
+                        self._clock.sleep(min(wait, 1.0))
                     finally:
                         self._cond.acquire()
                 else:  # all slots busy: a reply frees one
@@ -75,12 +109,19 @@ class RateGovernor:
             self.calls += 1
             for _, _, stamps in self._windows:
                 stamps.append(_IN_FLIGHT)
-            return self._clock()
+            if self._usage is not None:
+                minute = _minute(self._clock.now())
+                self._pending[minute] = self._pending.get(minute, 0) + 1
+            started = self._clock.monotonic()
+            due = self._usage is not None and started - self._flushed_at >= self._flush_every
+        if due:
+            self.flush()
+        return started
 
     def release(self, headers: Mapping[str, str] | None = None, status: int | None = None) -> None:
         """The call's reply arrived (or it failed): stamp its slot and read what is left."""
         with self._cond:
-            now = self._clock()
+            now = self._clock.monotonic()
             self._running -= 1
             for _, _, stamps in self._windows:
                 # The oldest in-flight slot becomes a stamped one (order does not matter for
@@ -96,22 +137,58 @@ class RateGovernor:
     def hold(self, seconds: float, reason: str) -> None:
         """Nothing starts for `seconds` (a 429's Retry-After, or a wait the platform implied)."""
         with self._cond:
-            until = self._clock() + max(0.0, seconds)
+            until = self._clock.monotonic() + max(0.0, seconds)
             if until > self._not_before:
                 self._not_before = until
                 self._hold_reason = reason
             self._cond.notify_all()
 
+    # -- usage that outlives the process -------------------------------------------------------
+    def flush(self) -> None:
+        """Write the calls counted since the last flush to the usage log (never raises: a call
+        must not fail because its count could not be written; it is tried again next time)."""
+        if self._usage is None:
+            return
+        with self._cond:
+            pending, self._pending = self._pending, {}
+            self._flushed_at = self._clock.monotonic()
+        if not pending:
+            return
+        try:
+            self._usage.save(pending)
+        except ArsyncError as err:
+            log.warning("API usage not written; kept for the next try", error=str(err))
+            with self._cond:
+                for minute, calls in pending.items():
+                    self._pending[minute] = self._pending.get(minute, 0) + calls
+
+    def _remember(self, usage: UsageLog) -> None:
+        """Fill the windows with the calls of the last day, each as if its reply arrived at the
+        end of its minute (the latest it can have been counted)."""
+        now, mono = self._clock.now(), self._clock.monotonic()
+        for minute, calls in usage.recent(_minute(now) - timedelta(days=1)):
+            stamp = mono - max(0.0, (now - minute).total_seconds() - _MINUTE)
+            for seconds, _, stamps in self._windows:
+                if stamp > mono - seconds:
+                    stamps.extend([stamp] * calls)
+        for _, _, stamps in self._windows:
+            ordered = sorted(stamps)
+            stamps.clear()
+            stamps.extend(ordered)
+
     # -- internals -----------------------------------------------------------------------------
+    def _live(self, seconds: float, stamps: deque[float], now: float) -> list[float]:
+        while stamps and stamps[0] != _IN_FLIGHT and stamps[0] <= now - seconds:
+            stamps.popleft()
+        return [s for s in stamps if s == _IN_FLIGHT or s > now - seconds]
+
     def _wait_needed(self) -> tuple[float, bool]:
         """(seconds to wait, whether time alone ends the wait)."""
-        now = self._clock()
+        now = self._clock.monotonic()
         wait = self._not_before - now
         busy = self._running >= self.limits.concurrent
         for seconds, cap, stamps in self._windows:
-            while stamps and stamps[0] != _IN_FLIGHT and stamps[0] <= now - seconds:
-                stamps.popleft()
-            live = [s for s in stamps if s == _IN_FLIGHT or s > now - seconds]
+            live = self._live(seconds, stamps, now)
             if len(live) >= cap:
                 done = sorted(s for s in live if s != _IN_FLIGHT)
                 excess = len(live) - cap  # this many of the oldest must leave the window
@@ -125,13 +202,33 @@ class RateGovernor:
 
     def _read_headers(self, headers: Mapping[str, str], now: float) -> None:
         minute = _int(headers.get("X-MinLimit-Remaining"))
-        if minute is not None and minute <= 0 and now + 60 > self._not_before:
-            # Someone else (another app on the same organisation) used the minute up.
-            self._not_before, self._hold_reason = now + 60, "minute limit"
+        if minute is not None and minute <= 0:
+            until = now + self._minute_spent_wait(now)
+            if until > self._not_before:
+                self._not_before, self._hold_reason = until, "minute limit"
         day = _int(headers.get("X-DayLimit-Remaining"))
         if day is not None and day <= 0 and now + 3600 > self._not_before:
             # The 429 that follows carries the real wait; until then assume an hour.
             self._not_before, self._hold_reason = now + 3600, "day limit"
+
+    def _minute_spent_wait(self, now: float) -> float:
+        """How long to hold after the platform said the minute's calls are all spent.
+
+        When this governor's own minute window is full too, its calls are what filled the
+        platform's, and the platform frees a slot no later than the oldest of them leaves this
+        window (each was counted there before it was stamped here). When it is not full,
+        someone else (another app on the same organisation) spent the minute, at moments
+        unknown: only a whole minute is sure to free a slot.
+        """
+        for seconds, cap, stamps in self._windows:
+            if seconds != _MINUTE:
+                continue
+            live = self._live(seconds, stamps, now)
+            done = sorted(s for s in live if s != _IN_FLIGHT)
+            if len(live) >= cap and done:
+                excess = len(live) - cap
+                return max(0.0, done[min(excess, len(done) - 1)] + seconds - now)
+        return _MINUTE
 
 
 def _int(value: str | None) -> int | None:

@@ -1,12 +1,22 @@
-"""Shared HTTP plumbing: one table mapping HTTP outcomes to arsync's exception tree."""
+"""Shared HTTP plumbing: the API session every call goes through, and one table mapping HTTP
+outcomes to arsync's exception tree.
+
+Reads are retried inside a call on any transient failure. A write is different: once its
+request may have reached the platform (a timeout after sending, a dropped connection, a 5xx),
+sending it again could send a reminder twice. Such a write is retried only when it carries an
+idempotency key the platform honours (QBO `requestid`, Xero `Idempotency-Key`), and only while
+the platform still remembers the key; otherwise it raises `OutcomeUnknown`, for the caller to
+settle by reading the platform back. A write that surely never left (no connection, a 429, a 401)
+is retried as a read is.
+"""
 
 from __future__ import annotations
 
 import json
 import random
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -14,12 +24,14 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from arsync.connectors.base import Limits, TokenSource
+from arsync.clock import Clock
+from arsync.connectors.base import TokenSource
 from arsync.connectors.governor import RateGovernor
 from arsync.errors import (
     ArsyncError,
     AuthError,
     DataError,
+    OutcomeUnknown,
     Parked,
     PermanentError,
     RateLimited,
@@ -28,8 +40,14 @@ from arsync.errors import (
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
+#: where each platform takes a write's idempotency key: ("query", name) or ("header", name)
+IDEMPOTENCY_KEY: dict[str, tuple[str, str]] = {
+    "qbo": ("query", "requestid"),
+    "xero": ("header", "Idempotency-Key"),
+}
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """`Retry-After` as seconds: either delta-seconds or an HTTP date (RFC 9110 section 10.2.3)."""
     if not value:
         return None
@@ -40,17 +58,17 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - now.timestamp())
 
 
-def error_for_response(response: httpx.Response, what: str) -> ArsyncError:
+def error_for_response(response: httpx.Response, what: str, now: datetime) -> ArsyncError:
     """The exception a non-2xx response stands for. The message never carries a token."""
     status = response.status_code
     snippet = response.text[:300].replace("\n", " ")
     if status == 429:
         return RateLimited(
             f"{what}: rate limited (HTTP 429)",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After"), now),
             problem=response.headers.get("X-Rate-Limit-Problem"),
         )
     if status in (401, 403):
@@ -58,9 +76,13 @@ def error_for_response(response: httpx.Response, what: str) -> ArsyncError:
     if status >= 500:
         return TransientError(
             f"{what}: the platform failed (HTTP {status})",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After"), now),
         )
-    return PermanentError(f"{what}: refused (HTTP {status}): {snippet}")
+    try:
+        body: Any = json.loads(response.content, parse_float=Decimal)
+    except ValueError:
+        body = None
+    return PermanentError(f"{what}: refused (HTTP {status}): {snippet}", status=status, body=body)
 
 
 def json_body(response: httpx.Response, what: str) -> Any:
@@ -69,21 +91,6 @@ def json_body(response: httpx.Response, what: str) -> Any:
         return json.loads(response.content, parse_float=Decimal)
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both
         raise DataError(f"{what}: the reply is not JSON") from err
-
-
-def request(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> Any:
-    """One HTTP exchange; transport failures become TransientError, bad statuses their class."""
-    try:
-        response = client.request(method, url, **kwargs)
-    except httpx.TimeoutException as err:
-        raise TransientError(f"{what}: timed out") from err
-    except httpx.TransportError as err:
-        raise TransientError(f"{what}: connection failed ({type(err).__name__})") from err
-    if response.status_code >= 400:
-        raise error_for_response(response, what)
-    if response.status_code == 204 or not response.content:
-        return None
-    return json_body(response, what)
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,26 @@ class RetryPolicy:
     cap: float = 30.0
     #: a 429 without Retry-After (QBO): Intuit says wait a minute
     default_throttle_wait: float = 60.0
+    #: how long a platform remembers a write's idempotency key, with a margin (Xero about six
+    #: minutes, secondary; Intuit does not say): no keyed write is resent after this
+    idempotency_window: dict[str, timedelta] = field(
+        default_factory=lambda: {"qbo": timedelta(minutes=5), "xero": timedelta(minutes=5)}
+    )
+
+
+class _MaybePerformed(TransientError):
+    """A write's request may have reached the platform (inside a call only)."""
+
+
+#: transport failures before the request was sent: nothing can have been performed
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ApiSession:
     """Every call a connector makes: token, rate governor, retries and error mapping.
 
-    One per connector. `call` is safe from several threads; the governor caps how many run.
+    One per connector, shared by everything that calls its company (see runtime.py). `call` is
+    safe from several threads; the governor caps how many run.
     """
 
     def __init__(
@@ -115,19 +136,18 @@ class ApiSession:
         *,
         platform: str,
         tokens: TokenSource,
-        limits: Limits,
+        governor: RateGovernor,
+        clock: Clock,
         http: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        governor: RateGovernor | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.platform = platform
         self.tokens = tokens
         self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
         self.retry = retry or RetryPolicy()
-        self.governor = governor or RateGovernor(limits, sleep=sleep)
-        self._sleep = sleep
+        self.governor = governor
+        self.clock = clock
         self._extra = dict(extra_headers or {})
 
     @property
@@ -147,9 +167,34 @@ class ApiSession:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         json: Any = None,
+        write: bool = False,
+        idempotency_key: str | None = None,
     ) -> Reply:
-        """One logical call, retried as `RetryPolicy` says; raises the mapped ArsyncError."""
+        """One logical call, retried as `RetryPolicy` says; raises the mapped ArsyncError.
+
+        `write`: the call changes something on the platform (a QBO query is a POST that only
+        reads: not a write). A write whose request may have been performed is retried only with
+        an `idempotency_key`, which is sent where the platform reads it; otherwise, and once the
+        key's window has passed, it raises OutcomeUnknown.
+        """
         policy = self.retry
+        if idempotency_key is not None:
+            if not write:
+                raise ValueError("an idempotency key belongs to a write")
+            place, name = IDEMPOTENCY_KEY[self.platform]
+            if place == "query":
+                params = {**(params or {}), name: idempotency_key}
+            else:
+                headers = {**(headers or {}), name: idempotency_key}
+        window = policy.idempotency_window.get(self.platform, timedelta(0))
+        first = self.clock.monotonic()
+
+        def retryable(err: BaseException) -> bool:
+            if isinstance(err, _MaybePerformed):
+                # resent only under a key the platform still remembers
+                keyed = idempotency_key is not None
+                return keyed and self.clock.monotonic() - first < window.total_seconds()
+            return isinstance(err, TransientError) and not isinstance(err, Parked)
 
         def wait(state: RetryCallState) -> float:
             err = state.outcome.exception() if state.outcome else None
@@ -163,13 +208,19 @@ class ApiSession:
             return backoff
 
         retrying = Retrying(
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(policy.attempts),
             wait=wait,
-            sleep=self._sleep,
+            sleep=self.clock.sleep,
             reraise=True,
         )
-        return retrying(self._once, method, url, what, params, headers, content, json)
+        try:
+            return retrying(self._once, method, url, what, params, headers, content, json, write)
+        except _MaybePerformed as err:
+            raise OutcomeUnknown(
+                f"{what}: no answer came back ({err}), so it may or may not have been done; "
+                "it is not sent again before the platform is read back"
+            ) from err
 
     def _once(
         self,
@@ -180,6 +231,7 @@ class ApiSession:
         headers: Mapping[str, str] | None,
         content: bytes | None,
         body: Any,
+        write: bool,
     ) -> Reply:
         for attempt in (1, 2):
             token = self.tokens.access_token()
@@ -195,10 +247,14 @@ class ApiSession:
                 response = self.http.request(
                     method, url, params=params, headers=sent, content=content, json=body
                 )
-            except httpx.TimeoutException as err:
-                raise TransientError(f"{what}: timed out") from err
-            except httpx.TransportError as err:
+            except _NOT_SENT as err:
                 raise TransientError(f"{what}: connection failed ({type(err).__name__})") from err
+            except httpx.TimeoutException as err:
+                failed = _MaybePerformed if write else TransientError
+                raise failed(f"{what}: timed out") from err
+            except httpx.TransportError as err:
+                failed = _MaybePerformed if write else TransientError
+                raise failed(f"{what}: connection failed ({type(err).__name__})") from err
             finally:
                 if response is None:
                     self.governor.release()
@@ -209,7 +265,7 @@ class ApiSession:
                 self.tokens.invalidate(token)
                 continue
             if response.status_code == 429:
-                limited = error_for_response(response, what)
+                limited = error_for_response(response, what, self.clock.now())
                 assert isinstance(limited, RateLimited)
                 wait = limited.retry_after
                 if wait is None:
@@ -220,12 +276,14 @@ class ApiSession:
                 self.governor.hold(wait, limited.problem or "rate limit")
                 raise limited
             if response.status_code >= 400:
-                raise error_for_response(response, what)
+                error = error_for_response(response, what, self.clock.now())
+                if write and response.status_code >= 500:
+                    # The platform may have done it before failing: unknown for a write.
+                    raise _MaybePerformed(
+                        str(error), retry_after=getattr(error, "retry_after", None)
+                    )
+                raise error
             if response.status_code in (204, 304) or not response.content:
                 return Reply(response.status_code, response.headers, None)
             return Reply(response.status_code, response.headers, json_body(response, what))
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _retryable(err: BaseException) -> bool:
-    return isinstance(err, TransientError) and not isinstance(err, Parked)

@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from arsync.connectors.base import CompanyInfo, Link, Page, TokenSource, register
+import structlog
+
+from arsync.connectors.base import Link, register
 from arsync.connectors.http import ApiSession
 from arsync.connectors.quickbooks import mapping
 from arsync.connectors.quickbooks.client import MAX_RESULTS, QuickBooksClient, Row
-from arsync.domain import Deleted, Item, Kind
+from arsync.domain import CompanyInfo, Deleted, Item, Kind, Page
 from arsync.errors import DataError, PermanentError
+
+log = structlog.get_logger("arsync.quickbooks")
 
 CURSOR_VERSION = 1
 
@@ -88,47 +92,32 @@ class _Chunk:
 class QuickBooksConnector:
     platform: ClassVar[str] = "qbo"
 
-    def __init__(
-        self, link: Link, tokens: TokenSource, *, session: ApiSession | None = None
-    ) -> None:
+    def __init__(self, link: Link, session: ApiSession) -> None:
         self.link = link
-        self._owns_session = session is None
-        self.session = session or ApiSession(platform="qbo", tokens=tokens, limits=link.limits)
-        self.client = QuickBooksClient(self.session, link.tenant_id, link.api_base)
+        self.session = session
+        self.client = QuickBooksClient(session, link.tenant_id, link.api_base)
         #: (home currency,) once known; it costs a call, so it also travels in the cursor
         self._home: tuple[str | None] | None = None
 
-    def close(self) -> None:
-        if self._owns_session:
-            self.session.close()
-
-    @property
-    def api_calls(self) -> int:
-        return self.session.calls
-
     # -- the company -------------------------------------------------------------------------------
     def company(self) -> CompanyInfo:
+        """CompanyInfo and Preferences: name, country and region, home currency. QBO has no
+        time-zone field anywhere (the connector file names the zone)."""
         info = self.client.company_info()
         name = info.get("CompanyName")
         if not isinstance(name, str) or not name.strip():
             raise DataError("QuickBooks company info: no CompanyName")
-        country = info.get("Country")
+        self._home = (mapping.home_currency_of(self.client.preferences()),)
         return CompanyInfo(
             name=name,
-            base_currency=self._home_currency(),
-            country=country if isinstance(country, str) and country else None,
+            base_currency=self._home[0],
+            country=mapping.country_of(info),
+            region=mapping.region_of(info),
         )
 
     def _home_currency(self) -> str | None:
         if self._home is None:
-            try:
-                preferences = self.client.preferences()
-            except PermanentError:
-                # Not every company answers a Preferences query (arsync's sandbox does not);
-                # QBO names the currency on every document anyway, and mapping refuses to
-                # guess one for a document that does not.
-                preferences = None
-            self._home = (mapping.home_currency_of(preferences),)
+            self._home = (mapping.home_currency_of(self.client.preferences()),)
         return self._home[0]
 
     # -- pulling -----------------------------------------------------------------------------------
@@ -146,21 +135,35 @@ class QuickBooksConnector:
         if state is not None and "home_currency" in state and self._home is None:
             home = state["home_currency"]
             self._home = (home if isinstance(home, str) else None,)
-        home = self._home_currency()
         phase = state.get("phase") if state is not None else None
         if full or state is None or phase != "incremental":
             resume = state if state is not None and not full and phase == "initial" else None
-            yield from self._full_pass(resume, home)
+            company = self.company() if resume is None else None
+            yield from self._full_pass(resume, self._home_currency(), company)
             return
+        home = self._home_currency()
         try:
             since = _moment(state.get("since"), "QuickBooks cursor")
         except DataError:
             since = None
         if since is None or since < now - (CDC_LOOKBACK - LOOKBACK_MARGIN):
             # CDC cannot look back that far: only a full pass sees everything again.
-            yield from self._full_pass(None, home)
+            yield from self._full_pass(None, home, self.company())
             return
-        cursor = yield from self._incremental(state, since, home)
+        try:
+            cursor = yield from self._incremental(state, since, home)
+        except PermanentError as err:
+            if not _refused_since(err):
+                raise
+            # QBO's clock says `since` is past CDC's 30 days although ours did not (the clocks
+            # disagree by more than the margin): a full pass sees everything again.
+            log.warning(
+                "change data capture refused the cursor's time; starting a full pass",
+                connector=self.link.name,
+                since=since.isoformat(),
+            )
+            yield from self._full_pass(None, home, self.company())
+            return
         try:
             swept_at: datetime | None = _moment(state.get("swept_at"), "QuickBooks cursor")
         except DataError:
@@ -196,7 +199,9 @@ class QuickBooksConnector:
             start = next_start
 
     # -- the full pass -----------------------------------------------------------------------------
-    def _full_pass(self, resume: Mapping[str, Any] | None, home: str | None) -> Iterator[Page]:
+    def _full_pass(
+        self, resume: Mapping[str, Any] | None, home: str | None, company: CompanyInfo | None
+    ) -> Iterator[Page]:
         pass_id: str | None = None
         since: str | None = None
         index, start, last_id, gap = 0, 1, None, False
@@ -238,7 +243,9 @@ class QuickBooksConnector:
                     cursor=cursor,
                     full_pass=pass_id,
                     completed=completed,
+                    company=company,
                 )
+                company = None  # stored with the pass's first page
 
     @staticmethod
     def _pass_cursor(
@@ -352,6 +359,22 @@ class QuickBooksConnector:
                 items.extend(Deleted(Kind.INVOICE, i) for i in sorted(gone))
                 page_cursor = {**cursor, "swept_at": started}
             yield Page(stream="open invoices", items=items, cursor=page_cursor)
+
+
+def _refused_since(err: PermanentError) -> bool:
+    """Whether a refusal is QBO's about changedSince (CDC's 30-day limit)."""
+    body = err.body
+    fault = body.get("Fault") if isinstance(body, dict) else None
+    errors = fault.get("Error") if isinstance(fault, dict) else None
+    if not isinstance(errors, list):
+        return False
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        said = " ".join(str(error.get(k, "")) for k in ("element", "Message", "Detail"))
+        if "changedsince" in said.lower():
+            return True
+    return False
 
 
 register("qbo", QuickBooksConnector)

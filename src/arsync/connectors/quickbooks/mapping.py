@@ -344,3 +344,26 @@ def home_currency_of(preferences: Row | None) -> str | None:
         return _optional(preferences, "CurrencyPrefs.HomeCurrency.value", _currency)
     except _Unreadable:
         return None
+
+
+def country_of(info: Row) -> str | None:
+    """The company's country as an ISO 3166 alpha-2 code (CompanyInfo.Country, else its
+    address's), None when QBO gives none that is one."""
+    for path in ("Country", "CompanyAddr.Country", "LegalAddr.Country"):
+        try:
+            value = _optional(info, path, _text)
+        except _Unreadable:
+            continue
+        if value is not None and len(value.strip()) == 2 and value.strip().isalpha():
+            return value.strip().upper()
+    return None
+
+
+def region_of(info: Row) -> str | None:
+    """The company's state or region (CompanyAddr.CountrySubDivisionCode), when given."""
+    try:
+        value = _optional(info, "CompanyAddr.CountrySubDivisionCode", _text)
+    except _Unreadable:
+        return None
+    value = value.strip() if value else None
+    return value[:100] if value else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from arsync.connectors.http import ApiSession, Reply
@@ -41,9 +41,13 @@ def parse_xero_date(value: str) -> datetime:
     return moment
 
 
-def http_date(moment: datetime) -> str:
-    """`If-Modified-Since` as RFC 1123 in GMT, to the second (what HTTP and Xero read)."""
-    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
+def modified_since_header(moment: datetime) -> str:
+    """`If-Modified-Since` as ISO 8601 in UTC, to the second, with an explicit offset.
+
+    E.g. `2026-11-23T14:59:59+00:00`: Xero's OpenAPI file declares the header a `date-time`
+    (RFC 3339), which is also what xero-python sends; RFC 1123 (HTTP's own form) is not allowed.
+    """
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def server_time(reply: Reply, what: str) -> datetime:
@@ -106,7 +110,7 @@ class XeroClient:
             params["summaryOnly"] = "true"
         headers = {}
         if modified_since is not None:
-            headers["If-Modified-Since"] = http_date(modified_since)
+            headers["If-Modified-Since"] = modified_since_header(modified_since)
         reply = self._get(f"/{endpoint}", what, params, headers)
         when = server_time(reply, what)
         if reply.status == 304:
@@ -127,6 +131,15 @@ class XeroClient:
             reply = self._get("/Invoices", what, {"IDs": ",".join(chunk), "summaryOnly": "true"})
             rows.extend(_rows(reply.body, "Invoices", what))
         return rows
+
+    def organisation(self) -> Row:
+        """The organisation itself (GET /Organisation)."""
+        what = "Xero organisation"
+        reply = self._get("/Organisation", what, {})
+        rows = _rows(reply.body, "Organisations", what)
+        if not rows:
+            raise DataError(f"{what}: the reply lists no organisation")
+        return rows[0]
 
     def connections(self) -> list[Row]:
         """The organisations this grant reaches (GET /connections; no tenant header)."""

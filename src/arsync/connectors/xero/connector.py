@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from arsync.connectors.base import CompanyInfo, Link, Page, TokenSource, register
+from arsync.connectors.base import Link, register
 from arsync.connectors.http import ApiSession
 from arsync.connectors.xero import mapping
 from arsync.connectors.xero.client import (
@@ -35,8 +35,8 @@ from arsync.connectors.xero.client import (
     XeroClient,
     parse_xero_date,
 )
-from arsync.domain import Deleted, Item, Kind
-from arsync.errors import DataError, PermanentError
+from arsync.domain import CompanyInfo, Deleted, Item, Kind, Page
+from arsync.errors import DataError
 
 _log = logging.getLogger(__name__)
 
@@ -93,34 +93,14 @@ class XeroConnector:
 
     platform: ClassVar[str] = "xero"
 
-    def __init__(
-        self, link: Link, tokens: TokenSource, *, session: ApiSession | None = None
-    ) -> None:
+    def __init__(self, link: Link, session: ApiSession) -> None:
         self.link = link
-        self._own_session = session is None
-        self.session = session or ApiSession(platform="xero", tokens=tokens, limits=link.limits)
-        self.client = XeroClient(self.session, link.tenant_id, link.api_base)
-
-    def close(self) -> None:
-        if self._own_session:
-            self.session.close()
-
-    @property
-    def api_calls(self) -> int:
-        return self.session.calls
+        self.session = session
+        self.client = XeroClient(session, link.tenant_id, link.api_base)
 
     def company(self) -> CompanyInfo:
-        wanted = self.link.tenant_id.lower()
-        for conn in self.client.connections():
-            if str(conn.get("tenantId", "")).lower() == wanted:
-                name = conn.get("tenantName")
-                if not isinstance(name, str):
-                    raise DataError("Xero connections: tenantName is not text")
-                return CompanyInfo(name=name)
-        raise PermanentError(
-            f"Xero organisation {self.link.tenant_id} is not among this connection's "
-            "organisations: its access was removed; reconnect it"
-        )
+        """The organisation (GET /Organisation): name, base currency, country, time zone."""
+        return mapping.organisation(self.client.organisation())
 
     # -- pulling ----------------------------------------------------------------------------------
     def pull(
@@ -133,7 +113,7 @@ class XeroConnector:
         now: datetime,
     ) -> Iterator[Page]:
         if full or state is None:
-            yield from self._full_pass(None)
+            yield from self._full_pass(None, self.company())
             return
         try:
             phase = _phase(state)
@@ -143,15 +123,17 @@ class XeroConnector:
             _log.warning(
                 "xero %s: unreadable cursor (%s); starting a full pass", self.link.name, err
             )
-            yield from self._full_pass(None)
+            yield from self._full_pass(None, self.company())
             return
         if phase == "initial":
-            yield from self._full_pass(state)
+            yield from self._full_pass(state, None)
             return
         yield from self._incremental(state, force_sweep=force_sweep, local_open=local_open, now=now)
 
     # -- the full pass ----------------------------------------------------------------------------
-    def _full_pass(self, resume: Mapping[str, Any] | None) -> Iterator[Page]:
+    def _full_pass(
+        self, resume: Mapping[str, Any] | None, company: CompanyInfo | None
+    ) -> Iterator[Page]:
         pass_id: str | None = None
         since: datetime | None = None
         index, page = 0, 1
@@ -188,7 +170,9 @@ class XeroConnector:
                 full_pass=pass_id,
                 completed=frozenset({stream.kind}) if last else frozenset(),
                 total=_item_count(pagination),
+                company=company,
             )
+            company = None  # stored with the pass's first page
 
     # -- incremental cycles and sweeps ------------------------------------------------------------
     def _incremental(

@@ -16,6 +16,7 @@ from typing import Any
 from arsync.connectors.xero.client import parse_xero_date
 from arsync.domain import (
     Allocation,
+    CompanyInfo,
     Credit,
     Customer,
     Deleted,
@@ -356,3 +357,29 @@ def _allocations(row: Row) -> tuple[Allocation, ...]:
         except _Unreadable as err:
             raise _Unreadable(f"Allocations[{i}]", str(err)) from None
     return tuple(out)
+
+
+def organisation(row: Row) -> CompanyInfo:
+    """GET /Organisation's organisation as CompanyInfo. Timezone is kept as Xero writes it (a
+    Windows zone id, e.g. "GMTSTANDARDTIME"); an unreadable optional field is left out, an
+    organisation without a name is a DataError."""
+    try:
+        name = _ident(row, "Name")
+    except _Unreadable as err:
+        raise DataError(f"Xero organisation: {err}") from None
+
+    def optional(path: str) -> str | None:
+        try:
+            return _optional_text(row, path)
+        except _Unreadable:
+            return None
+
+    currency = optional("BaseCurrency")
+    country = optional("CountryCode")
+    return CompanyInfo(
+        name=name,
+        base_currency=currency.upper() if currency and len(currency) == 3 else None,
+        country=country.upper() if country and len(country) == 2 else None,
+        timezone=optional("Timezone"),
+        edition=optional("Class"),
+    )
