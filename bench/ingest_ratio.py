@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from arsync.clock import SystemClock
 from arsync.connectors.base import Page
 from arsync.domain import Invoice, InvoiceStatus
 from arsync.store import open_store
@@ -48,18 +49,18 @@ def make_invoices(n: int) -> list[Invoice]:
 
 
 def arsync_ingest(invoices: list[Invoice], folder: Path) -> float:
-    store = open_store(f"sqlite:///{folder / 'arsync.db'}")
-    cid = store.ensure_connector("bench", "qbo")
-    sync = store.begin_sync(cid, full=True)
+    store = open_store(f"sqlite:///{folder / 'arsync.db'}", SystemClock())
+    with store.transaction() as tx:
+        cid = tx.connectors.ensure("bench", "qbo").id
+        sync = tx.runs.begin(cid, full=True)
     start = time.perf_counter()
     for i in range(0, len(invoices), PAGE):
-        store.apply_page(
-            cid,
-            sync,
-            Page("invoices", list(invoices[i : i + PAGE]), {"start": i + PAGE}, full_pass="p"),
-        )
+        page = Page("invoices", list(invoices[i : i + PAGE]), {"start": i + PAGE}, full_pass="p")
+        with store.transaction() as tx:
+            outcome = tx.records.apply_page(cid, sync, page)
+            tx.runs.page_applied(sync, outcome)
     elapsed = time.perf_counter() - start
-    store.engine.dispose()
+    store.close()
     return elapsed
 
 

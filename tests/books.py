@@ -109,18 +109,19 @@ def actual(store: Store, connector_id: int, like: View) -> View:
     out: View = {}
     for kind in Kind:
         fields = {f for rec in like.get(kind.value, {}).values() for f in rec}
-        rows = store.rows(connector_id, kind)
+        with store.reading() as tx:
+            records = tx.records.live(connector_id, kind)
         out[kind.value] = {}
-        for ext_id, row in rows.items():
-            if row.deleted:
-                continue
+        for ext_id, record in records.items():
             rec: dict[str, Any] = {}
             for f in fields:
-                value = getattr(row, f)
+                value = getattr(record, f)
                 if f == "allocations":
-                    value = sorted((a[0], _d(Decimal(a[1]))) for a in value)
+                    value = sorted((a.invoice_id, _d(a.amount)) for a in value)
                 elif isinstance(value, Decimal):
                     value = _d(value)
+                elif f == "status":
+                    value = str(value)
                 rec[f] = value
             out[kind.value][ext_id] = rec
     return out

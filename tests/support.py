@@ -9,8 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from arsync.connectors.base import Connector, Page
+from arsync.clock import Clock
+from arsync.connectors.base import Connector, Limits, TokenSource
+from arsync.connectors.governor import RateGovernor
+from arsync.connectors.http import ApiSession
+from arsync.demo import sandbox_time
+from arsync.domain import Page
 from arsync.sandbox import Sandbox, SandboxSettings
+from arsync.store import ConnectorRow, Store, open_store
 
 #: Tests run on a fixed, frozen sandbox clock so that books and ages are the same every run.
 TEST_NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -76,3 +82,26 @@ class ConnectorRun:
                 now=self.sandbox.clock.now(),
             )
         )
+
+
+def clock_of(sandbox: Sandbox) -> Clock:
+    """arsync's clock on the sandbox's (its waits move a frozen sandbox forward)."""
+    return sandbox_time(sandbox)
+
+
+def session_for(sandbox: Sandbox, platform: str, tokens: TokenSource, limits: Limits) -> ApiSession:
+    """An API session as a connector's coordinator makes one, on the sandbox's clock."""
+    clock = clock_of(sandbox)
+    return ApiSession(
+        platform=platform, tokens=tokens, governor=RateGovernor(limits, clock), clock=clock
+    )
+
+
+def store_for(sandbox: Sandbox, url: str) -> Store:
+    """The store at `url`, stamping times from the sandbox's clock."""
+    return open_store(url, clock_of(sandbox))
+
+
+def connector_row(store: Store, name: str) -> ConnectorRow | None:
+    with store.reading() as tx:
+        return tx.connectors.by_name(name)

@@ -10,49 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import MultiFernet
-
+from arsync.clock import Clock
 from arsync.config import Config, ConnectorConfig
-from arsync.connectors.base import Link, Page
-from arsync.errors import ArsyncError, ConfigError
-from arsync.store import Store, open_store
-from arsync.sync import FAILED, OK, PARKED, SKIPPED, Job, Progress, SyncReport, sync_all
+from arsync.domain import Page
+from arsync.errors import ArsyncError, ConfigError, NotConnected
+from arsync.runtime import Runtime, clock_for, oauth_app
+from arsync.sync import FAILED, OK, PARKED, SKIPPED, Progress, SyncReport, sync_all
 
 if TYPE_CHECKING:
-    from arsync.connectors.oauth import OAuthApp
-
-
-@dataclass
-class Runtime:
-    config: Config
-    store: Store
-
-    def close(self) -> None:
-        self.store.engine.dispose()
-
-
-def key_ring(config: Config, *, create: bool) -> MultiFernet:
-    from arsync.connectors.oauth import load_key
-
-    secrets = config.settings.secrets
-    return load_key(config.settings.key_location(), credential=secrets.credential, create=create)
-
-
-def oauth_app(connector: ConnectorConfig) -> OAuthApp:
-    from arsync.connectors.oauth import OAuthApp
-
-    return OAuthApp(
-        connector.platform_code,
-        connector.oauth.client_id,
-        connector.client_secret(),
-        connector.endpoints(),
-        connector.oauth.scopes,
-        str(connector.oauth.redirect_uri) if connector.oauth.redirect_uri else None,
-    )
+    from arsync.connect import TenantChoice
 
 
 # -- connect ------------------------------------------------------------------------------------
@@ -66,20 +34,29 @@ def connect(
     tenant: str | None,
     echo: Callable[[str], None],
     read_line: Callable[[str], str],
-    choose: Callable[[list[Any]], Any],
+    choose: Callable[[list[TenantChoice]], TenantChoice],
+    clock: Clock | None = None,
 ) -> str:
-    """Run the consent flow for connector `name` and store its tokens; returns a summary."""
+    """Run the consent flow for connector `name` and store its tokens; returns a summary.
+
+    Everything that can be checked is checked before the consent, and nothing is written
+    before it succeeds: the client secret, the store (readable, not damaged, not from a newer
+    arsync; or a place where it can be made) and the token key (readable, or makeable).
+    """
     from arsync.connect import connect as consent
     from arsync.connect import store_connection
-    from arsync.connectors.oauth import TokenVault
+    from arsync.connectors.oauth import TokenVault, check_key, load_key
+    from arsync.store import open_store, probe
 
     connector = config.connector(name)
-    app = oauth_app(connector)  # the secret is checked before the browser opens
-    fernet = key_ring(config, create=True)
-    runtime = Runtime(config, open_store(config.settings.store_url()))
+    clock = clock or clock_for(config)
+    settings = config.settings
+    app = oauth_app(connector, clock)  # the secret is checked before the browser opens
     try:
+        probe(settings.store_url())
+        check_key(settings.key_location(), credential=settings.secrets.credential)
 
-        def pick(choices: list[Any]) -> Any:
+        def pick(choices: list[TenantChoice]) -> TenantChoice:
             if tenant is not None:
                 for choice in choices:
                     if tenant in (choice.tenant_id, choice.name):
@@ -97,13 +74,20 @@ def connect(
             echo=echo,
             read_line=read_line,
         )
-        vault = TokenVault(runtime.store.engine, fernet)
-        store_connection(runtime.store.engine, vault, name, connector.platform_code, connection)
-        company = connection.company_name or connection.tenant_id
+        fernet = load_key(
+            settings.key_location(), credential=settings.secrets.credential, create=True
+        )
+        store = open_store(settings.store_url(), clock)
+        try:
+            store_connection(
+                store, TokenVault(store, fernet), name, connector.platform_code, connection
+            )
+        finally:
+            store.close()
+        company = connection.company.name
         return f"{name} is connected to {company} ({app.label}); run `arsync sync {name}`"
     finally:
         app.close()
-        runtime.close()
 
 
 # -- sync ---------------------------------------------------------------------------------------
@@ -114,39 +98,23 @@ def sync(
     full: bool,
     sweep: bool,
     progress: Progress | None,
+    clock: Clock | None = None,
 ) -> list[SyncReport]:
     chosen = _chosen(config, names)
-    runtime = Runtime(config, open_store(config.settings.store_url()))
-    apps: list[OAuthApp] = []
+    runtime = Runtime.open(config, clock)
     try:
-        jobs: list[Job] = []
         reports: dict[str, SyncReport] = {}
-        fernet: MultiFernet | None = None
+        coordinators = []
         for connector in chosen:
             try:
-                connector_id = runtime.store.ensure_connector(
-                    connector.name, connector.platform_code
-                )
-                row = runtime.store.connector_by_id(connector_id)
-                job = None
-                if row.tenant_id:
-                    if fernet is None:
-                        fernet = key_ring(config, create=False)
-                    job = _job(runtime, connector, connector_id, row.tenant_id, fernet, apps)
+                coordinators.append(runtime.coordinator(connector.name))
+            except NotConnected as err:
+                reports[connector.name] = SyncReport(connector.name, SKIPPED, str(err), error=err)
             except ArsyncError as err:
                 reports[connector.name] = SyncReport(connector.name, FAILED, str(err), error=err)
-                continue
-            if job is None:
-                reports[connector.name] = SyncReport(
-                    connector.name,
-                    SKIPPED,
-                    f"not connected yet: run `arsync connect {connector.name}`",
-                )
-                continue
-            jobs.append(job)
         for report in sync_all(
             runtime.store,
-            jobs,
+            coordinators,
             workers=config.settings.sync.workers,
             full=full,
             force_sweep=sweep,
@@ -155,8 +123,6 @@ def sync(
             reports[report.name] = report
         return [reports[c.name] for c in chosen]
     finally:
-        for app in apps:
-            app.close()
         runtime.close()
 
 
@@ -170,31 +136,6 @@ def _chosen(config: Config, names: Sequence[str]) -> list[ConnectorConfig]:
             "(copy a *.toml.example there) and run `arsync connect NAME`"
         )
     return enabled
-
-
-def _job(
-    runtime: Runtime,
-    connector: ConnectorConfig,
-    connector_id: int,
-    tenant_id: str,
-    fernet: MultiFernet,
-    apps: list[OAuthApp],
-) -> Job:
-    from arsync.connectors.oauth import TokenManager, TokenVault
-
-    store = runtime.store
-    app = oauth_app(connector)
-    apps.append(app)
-    manager = TokenManager(TokenVault(store.engine, fernet), app, connector_id)
-    link = Link(
-        name=connector.name,
-        platform=connector.platform_code,
-        tenant_id=tenant_id,
-        api_base=connector.endpoints().api_base,
-        limits=connector.limits(),
-        sweep_every=connector.sweep_interval,
-    )
-    return Job(connector.name, link, manager, before=manager.keep_alive)
 
 
 class TerminalProgress(Progress):
@@ -262,13 +203,16 @@ def exit_code(reports: list[SyncReport]) -> int:
 
 
 # -- status -------------------------------------------------------------------------------------
-def status(config: Config, names: Sequence[str], *, as_json: bool) -> None:
+def status(
+    config: Config, names: Sequence[str], *, as_json: bool, clock: Clock | None = None
+) -> None:
     from arsync.status import ConnectorStatus, gather, render
     from arsync.store.engine import parse_url, sqlite_path
 
     for n in names:
         config.connector(n)
     configured = {n: c.platform_code for n, c in config.connectors.items()}
+    clock = clock or clock_for(config)
     url = config.settings.store_url()
     path = sqlite_path(parse_url(url))
     if path is not None and not path.exists():
@@ -280,12 +224,12 @@ def status(config: Config, names: Sequence[str], *, as_json: bool) -> None:
             if not names or n in names
         ]
     else:
-        runtime = Runtime(config, open_store(url))
+        runtime = Runtime.open(config, clock)
         try:
             statuses = gather(runtime.store, configured, only=names)
         finally:
             runtime.close()
-    now = datetime.now(UTC)
+    now = clock.now()
     if as_json:
         json.dump(
             {"generated_at": now.isoformat(), "connectors": [s.to_json(now) for s in statuses]},

@@ -20,9 +20,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sqlalchemy import Engine, insert, select, update
-
-from arsync.connectors.base import PLATFORM_NAMES, QBO_LIMITS, XERO_LIMITS, StaticTokens
+from arsync.connectors.base import (
+    PLATFORM_NAMES,
+    QBO_LIMITS,
+    XERO_LIMITS,
+    Link,
+    StaticTokens,
+    factory_for,
+)
+from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import ApiSession
 from arsync.connectors.oauth import (
     AuthorizationRequest,
@@ -31,8 +37,9 @@ from arsync.connectors.oauth import (
     TokenVault,
     safe_error_code,
 )
+from arsync.domain import CompanyInfo
 from arsync.errors import ArsyncError, AuthError, ConfigError, DataError
-from arsync.store.schema import connectors, events
+from arsync.store import Store
 
 #: how long the browser is kept waiting for the final page while arsync finishes
 _PAGE_WAIT = 120.0
@@ -53,7 +60,9 @@ class Connection:
 
     platform: str
     tenant_id: str
-    company_name: str | None
+    #: the company's own facts, read with the new grant (Xero Organisation; QBO CompanyInfo
+    #: and Preferences)
+    company: CompanyInfo
     tokens: TokenRecord
     redirect_uri: str
     #: every company the consent covered (Xero may cover several)
@@ -164,80 +173,93 @@ def _finish(
     if app.platform == "qbo" and not answer.params.get("realmId"):
         raise AuthError("QuickBooks did not say which company was connected (no realmId)")
     tokens = app.exchange_code(code, request.redirect_uri, request.code_verifier)
-    offered = _companies(app, tokens, answer.params)
-    if not offered:
-        raise AuthError(
-            f"the consent covered no {app.label} organisation: run `arsync connect` again and "
-            "tick the organisation to connect"
-        )
-    if len(offered) == 1:
-        chosen = offered[0]
-        answer.reply(_page(f"arsync is connected to {chosen.name}", "You can close this tab."))
-    else:
-        answer.reply(
-            _page(
-                f"arsync is connected to {app.label}",
-                "Choose the organisation in the terminal. You can close this tab.",
+    session = _session(app, tokens)
+    try:
+        offered, known = _companies(app, session, answer.params)
+        if not offered:
+            raise AuthError(
+                f"the consent covered no {app.label} organisation: run `arsync connect` again "
+                "and tick the organisation to connect"
             )
-        )
-        chosen = choose_tenant(list(offered))
-        if chosen.tenant_id not in {t.tenant_id for t in offered}:
-            raise AuthError(f"{chosen.name!r} is not among the organisations the consent covered")
+        if len(offered) == 1:
+            chosen = offered[0]
+            answer.reply(_page(f"arsync is connected to {chosen.name}", "You can close this tab."))
+        else:
+            answer.reply(
+                _page(
+                    f"arsync is connected to {app.label}",
+                    "Choose the organisation in the terminal. You can close this tab.",
+                )
+            )
+            chosen = choose_tenant(list(offered))
+            if chosen.tenant_id not in {t.tenant_id for t in offered}:
+                raise AuthError(
+                    f"{chosen.name!r} is not among the organisations the consent covered"
+                )
+        company = known or _company(app, session, chosen.tenant_id)
+    finally:
+        session.close()
     return Connection(
         platform=app.platform,
         tenant_id=chosen.tenant_id,
-        company_name=chosen.name or None,
+        company=company,
         tokens=tokens,
         redirect_uri=request.redirect_uri,
         offered=tuple(offered),
     )
 
 
-def _companies(app: OAuthApp, tokens: TokenRecord, params: dict[str, str]) -> list[TenantChoice]:
-    """The companies the new grant reaches, with their names."""
+def _session(app: OAuthApp, tokens: TokenRecord) -> ApiSession:
     limits = QBO_LIMITS if app.platform == "qbo" else XERO_LIMITS
-    session = ApiSession(
-        platform=app.platform, tokens=StaticTokens(tokens.access_token), limits=limits
+    return ApiSession(
+        platform=app.platform,
+        tokens=StaticTokens(tokens.access_token),
+        governor=RateGovernor(limits, app.clock),
+        clock=app.clock,
     )
-    try:
-        if app.platform == "qbo":
-            realm = params["realmId"]
-            base = app.endpoints.api_base.rstrip("/")
-            reply = session.call(
-                "GET",
-                f"{base}/v3/company/{realm}/companyinfo/{realm}",
-                "QuickBooks: reading the company's name",
-                params={"minorversion": "75"},
-            )
-            info = reply.body.get("CompanyInfo") if isinstance(reply.body, dict) else None
-            name = info.get("CompanyName") if isinstance(info, dict) else None
-            return [TenantChoice(realm, name if isinstance(name, str) else realm)]
-        url = app.endpoints.connections_url
-        if url is None:
-            raise ConfigError("the Xero endpoints lack connections_url")
-        reply = session.call("GET", url, "Xero: listing the connected organisations")
-        if not isinstance(reply.body, list):
-            raise DataError("Xero's connections endpoint did not answer with a list")
-        return [
-            TenantChoice(str(row["tenantId"]), str(row.get("tenantName") or row["tenantId"]))
-            for row in reply.body
-            if isinstance(row, dict)
-            and row.get("tenantId")
-            and row.get("tenantType", "ORGANISATION") == "ORGANISATION"
-        ]
-    finally:
-        session.close()
+
+
+def _company(app: OAuthApp, session: ApiSession, tenant_id: str) -> CompanyInfo:
+    """The chosen company's own facts, read by the platform's connector with the new grant."""
+    limits = QBO_LIMITS if app.platform == "qbo" else XERO_LIMITS
+    link = Link("connect", app.platform, tenant_id, app.endpoints.api_base, limits)
+    return factory_for(app.platform)(link, session).company()
+
+
+def _companies(
+    app: OAuthApp, session: ApiSession, params: dict[str, str]
+) -> tuple[list[TenantChoice], CompanyInfo | None]:
+    """The companies the new grant reaches, with their names; for QBO, whose redirect names the
+    one company, also that company's facts."""
+    if app.platform == "qbo":
+        realm = params["realmId"]
+        company = _company(app, session, realm)
+        return [TenantChoice(realm, company.name)], company
+    url = app.endpoints.connections_url
+    if url is None:
+        raise ConfigError("the Xero endpoints lack connections_url")
+    reply = session.call("GET", url, "Xero: listing the connected organisations")
+    if not isinstance(reply.body, list):
+        raise DataError("Xero's connections endpoint did not answer with a list")
+    offered = [
+        TenantChoice(str(row["tenantId"]), str(row.get("tenantName") or row["tenantId"]))
+        for row in reply.body
+        if isinstance(row, dict)
+        and row.get("tenantId")
+        and row.get("tenantType", "ORGANISATION") == "ORGANISATION"
+    ]
+    return offered, None
 
 
 def store_connection(
-    engine: Engine,
+    store: Store,
     vault: TokenVault,
     connector_name: str,
     platform: str,
     connection: Connection,
 ) -> int:
-    """Record a finished consent in one transaction: the connectors row (made or updated to
-    "connected"), the tokens and a "connected" event. Returns the connector's id.
+    """Record a finished consent in one transaction: the connector linked ("connected") with
+    its company's facts, the tokens, and a "connected" event. Returns the connector's id.
 
     A connector keeps one company for life: its stored records belong to that company, so a
     consent for a different one is refused (ConfigError) and nothing changes.
@@ -247,61 +269,16 @@ def store_connection(
             f"connector {connector_name!r} is a {PLATFORM_NAMES.get(platform, platform)} "
             f"connector, but the consent was for {PLATFORM_NAMES[connection.platform]}"
         )
-    at = connection.tokens.connected_at
-    c = connectors.c
-    with engine.begin() as conn:
-        row = conn.execute(
-            select(c.id, c.platform, c.tenant_id, c.company_name)
-            .where(c.name == connector_name)
-            .with_for_update()
-        ).first()
-        if row is not None and row.platform != platform:
-            raise ConfigError(
-                f"connector {connector_name!r} is stored as a "
-                f"{PLATFORM_NAMES.get(row.platform, row.platform)} connector, not "
-                f"{PLATFORM_NAMES[platform]}: give the new link a connector file of its own"
-            )
-        if row is not None and row.tenant_id is not None and row.tenant_id != connection.tenant_id:
-            raise ConfigError(
-                f"connector {connector_name!r} is linked to {row.company_name or row.tenant_id} "
-                f"(tenant {row.tenant_id}), but this consent was for "
-                f"{connection.company_name or connection.tenant_id} "
-                f"(tenant {connection.tenant_id}). The connector's stored invoices, customers "
-                "and history belong to the other company, so it cannot switch: create a new "
-                "connector file (e.g. connectors/<new-name>.toml) for this company and run "
-                "`arsync connect <new-name>`."
-            )
-        values: dict[str, Any] = {
-            "tenant_id": connection.tenant_id,
-            "company_name": connection.company_name,
-            "status": "connected",
-            "status_reason": None,
-        }
-        if row is None:
-            connector_id = conn.execute(
-                insert(connectors)
-                .values(name=connector_name, platform=platform, created_at=at, **values)
-                .returning(c.id)
-            ).scalar_one()
-        else:
-            connector_id = row.id
-            conn.execute(update(connectors).where(c.id == connector_id).values(**values))
-        vault.save(connector_id, connection.tokens, conn)
-        conn.execute(
-            insert(events).values(
-                connector_id=connector_id,
-                at=at,
-                entity="connector",
-                external_id=connection.tenant_id,
-                action="connected",
-                detail={
-                    "platform": platform,
-                    "company": connection.company_name,
-                    "reconnected": row is not None,
-                },
-            )
+    with store.transaction() as tx:
+        row, _ = tx.connectors.link(
+            connector_name,
+            platform,
+            connection.tenant_id,
+            connection.company,
+            at=connection.tokens.connected_at,
         )
-    return int(connector_id)
+        vault.save(row.id, connection.tokens, tx)
+    return row.id
 
 
 # -- the loopback listener ---------------------------------------------------------------------

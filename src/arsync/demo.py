@@ -3,19 +3,19 @@
 The sandbox starts on a free loopback port with a QuickBooks Online company and a Xero
 organisation. Each is synced into a throw-away store exactly as a connected company would be
 (first a full sync, then, after a customer pays and a new invoice is raised, an incremental one),
-and the store's receivables are shown aged by days overdue.
+and the store's receivables are shown aged by days overdue. arsync runs on the sandbox's clock.
 """
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from arsync.clock import Clock, FollowingClock, SystemClock
 from arsync.connectors.base import (
     PLATFORM_NAMES,
     QBO_LIMITS,
@@ -24,23 +24,26 @@ from arsync.connectors.base import (
     Link,
     StaticTokens,
 )
+from arsync.domain import CompanyInfo
+from arsync.runtime import Coordinator
 from arsync.sandbox.core import Sandbox, SandboxSettings
 from arsync.sandbox.platform import TenantInfo
 from arsync.sandbox.server import SandboxServer
 from arsync.status import ConnectorStatus, gather
-from arsync.store import Store, open_store
-from arsync.sync import Job, SyncReport, sync_connector
+from arsync.store import RecordCounts, Store, open_store
+from arsync.sync import SyncReport, sync_connector
 
 
 @dataclass
 class CompanyDemo:
     tenant: TenantInfo
     first: SyncReport
-    first_counts: dict[str, int]
+    first_counts: RecordCounts
     story: list[str]
     second: SyncReport | None
     status: ConnectorStatus
     today: date
+    now: datetime
 
 
 def _open_invoice(sandbox: Sandbox, tenant: TenantInfo) -> tuple[str, str, Decimal] | None:
@@ -97,13 +100,31 @@ def _business_happens(sandbox: Sandbox, tenant: TenantInfo) -> list[str]:
     return story
 
 
+def sandbox_time(sandbox: Sandbox) -> Clock:
+    """arsync's clock on the sandbox's: what it reads, and its waits move a frozen sandbox."""
+
+    def sleep(seconds: float) -> None:
+        if sandbox.clock.frozen:
+            sandbox.clock.advance(seconds)
+        else:
+            SystemClock().sleep(seconds)
+
+    return FollowingClock(sandbox.clock.now, sandbox.clock.monotonic, sleep)
+
+
 def collect(server: SandboxServer, store: Store) -> list[CompanyDemo]:
     sandbox = server.sandbox
     demos = []
     for tenant in sandbox.tenants():
         name = f"demo-{tenant.platform}"
-        connector_id = store.ensure_connector(name, tenant.platform)
-        store.mark_connected(connector_id, tenant.tenant_id, tenant.name, tenant.base_currency)
+        with store.transaction() as tx:
+            row, _ = tx.connectors.link(
+                name,
+                tenant.platform,
+                tenant.tenant_id,
+                CompanyInfo(tenant.name, tenant.base_currency, tenant.country),
+                at=tx.now,
+            )
         tokens = sandbox.connect(tenant.platform, tenant.tenant_id)
         link = Link(
             name=name,
@@ -112,29 +133,37 @@ def collect(server: SandboxServer, store: Store) -> list[CompanyDemo]:
             api_base=Endpoints.sandbox(tenant.platform, server.url).api_base,
             limits=QBO_LIMITS if tenant.platform == "qbo" else XERO_LIMITS,
         )
-        job = Job(name, link, StaticTokens(tokens.access_token))
-        first = sync_connector(store, job)
-        first_counts = store.counts(connector_id)
-        story: list[str] = []
-        second = None
-        if first.outcome == "ok":
-            story = _business_happens(sandbox, tenant)
-            second = sync_connector(store, job)
-        today = sandbox.clock.now().astimezone(ZoneInfo(tenant.timezone)).date()
+        coordinator = Coordinator(name, row.id, link, StaticTokens(tokens.access_token), store)
+        try:
+            first = sync_connector(store, coordinator)
+            with store.reading() as tx:
+                first_counts = tx.records.counts(row.id)
+            story: list[str] = []
+            second = None
+            if first.outcome == "ok":
+                story = _business_happens(sandbox, tenant)
+                second = sync_connector(store, coordinator)
+        finally:
+            coordinator.close()
+        today = store.clock.now().astimezone(ZoneInfo(tenant.timezone)).date()
         (status,) = gather(store, {name: tenant.platform}, only=[name], today=today)
-        demos.append(CompanyDemo(tenant, first, first_counts, story, second, status, today))
+        demos.append(
+            CompanyDemo(
+                tenant, first, first_counts, story, second, status, today, store.clock.now()
+            )
+        )
     return demos
 
 
 def run_demo(seed: int = 1, customers: int = 40, invoices: int = 300) -> list[CompanyDemo]:
     sandbox = Sandbox(SandboxSettings(seed=seed, customers=customers, invoices=invoices))
     with tempfile.TemporaryDirectory(prefix="arsync-demo-") as tmp:
-        store = open_store(f"sqlite:///{Path(tmp) / 'demo.db'}")
+        store = open_store(f"sqlite:///{Path(tmp) / 'demo.db'}", sandbox_time(sandbox))
         try:
             with SandboxServer(sandbox) as server:
                 return collect(server, store)
         finally:
-            store.engine.dispose()
+            store.close()
 
 
 def _calls(report: SyncReport) -> str:
@@ -155,11 +184,11 @@ def render(demos: list[CompanyDemo]) -> None:
         if first.outcome != "ok":
             console.print(f"  [red]first sync failed:[/red] {escape(first.message)}\n")
             continue
-        counts: dict[str, Any] = demo.first_counts
+        counts = demo.first_counts
         console.print(f"  first sync: {first.created} records in {_calls(first)}:")
         console.print(
-            f"    {counts.get('customers', 0)} customers, {counts.get('invoices', 0)} invoices, "
-            f"{counts.get('payments', 0)} payments, {counts.get('credits', 0)} credits"
+            f"    {counts.customers} customers, {counts.invoices} invoices, "
+            f"{counts.payments} payments, {counts.credits} credits"
         )
         if demo.story and demo.second is not None:
             console.print(f"  then {demo.story[0]}")
@@ -176,5 +205,5 @@ def render(demos: list[CompanyDemo]) -> None:
         console.print(f"  [dim]receivables as of {demo.today:%d %b %Y}, from arsync's store:[/dim]")
         # the status view without its own heading lines: the aging table is what matters here
         demo.status.detail = None
-        render_status([demo.status], aging_only=True, console=console)
+        render_status([demo.status], demo.now, aging_only=True, console=console)
         console.print()

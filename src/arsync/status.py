@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import func, select
 
 from arsync.aging import BUCKETS, OpenItem, age
-from arsync.connectors.base import PLATFORM_NAMES
-from arsync.store import Store
-from arsync.store.schema import connectors, sync_runs, tokens
+from arsync.domain import PLATFORM_NAMES
+from arsync.store import ConnectorState, RecordCounts, Store
 from arsync.words import span
 
 #: Xero refresh tokens die after 60 days unused; QBO's roll for 100 days
@@ -39,6 +37,8 @@ class ConnectorStatus:
     last_sync_at: datetime | None = None
     last_sync_outcome: str | None = None
     last_ok_at: datetime | None = None
+    #: whether a sync has ever finished: until one has, the store holds only part of the books
+    complete: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     aging: list[dict[str, Any]] = field(default_factory=list)
 
@@ -65,9 +65,21 @@ class ConnectorStatus:
                 if self.last_ok_at
                 else None,
             },
+            "complete": self.complete,
             "counts": self.counts,
             "aging": self.aging,
         }
+
+
+def _counts(counts: RecordCounts) -> dict[str, int]:
+    return {
+        "customers": counts.customers,
+        "invoices": counts.invoices,
+        "open invoices": counts.open_invoices,
+        "payments": counts.payments,
+        "credits": counts.credits,
+        "quarantined": counts.quarantined,
+    }
 
 
 def gather(
@@ -76,75 +88,70 @@ def gather(
     *,
     only: Sequence[str] = (),
     today: date | None = None,
-    now: datetime | None = None,
 ) -> list[ConnectorStatus]:
     """`configured` maps connector names from connectors/*.toml to their platform codes."""
-    now = now or datetime.now(UTC)
+    now = store.clock.now()
     today = today or now.astimezone().date()
-    with store.engine.connect() as conn:
-        rows = {r.name: r for r in conn.execute(select(connectors))}
-        toks = {r.connector_id: r for r in conn.execute(select(tokens))}
-        # the last finished run of each connector (the table grows with every sync)
-        last_ids = (
-            select(func.max(sync_runs.c.id))
-            .where(sync_runs.c.outcome != "running")
-            .group_by(sync_runs.c.connector_id)
-        )
-        last_runs = {
-            r.connector_id: r
-            for r in conn.execute(select(sync_runs).where(sync_runs.c.id.in_(last_ids)))
-        }
-    names = sorted(set(configured) | set(rows))
-    if only:
-        names = [n for n in names if n in only]
-    out: list[ConnectorStatus] = []
-    for name in names:
-        row = rows.get(name)
-        st = ConnectorStatus(
-            name=name,
-            platform=configured.get(name) or (row.platform if row else "?"),
-            configured=name in configured,
-        )
-        out.append(st)
-        if row is None:
-            st.detail = f"run `arsync connect {name}`"
-            continue
-        st.company, st.tenant_id = row.company_name, row.tenant_id
-        st.last_sync_at, st.last_ok_at = row.last_sync_at, row.last_sync_ok_at
-        run = last_runs.get(row.id)
-        st.last_sync_outcome = run.outcome if run else None
-        tok = toks.get(row.id)
-        if tok is not None:
-            st.access_expires_at = tok.access_expires_at
-            limit = REFRESH_UNUSED_LIMIT.get(row.platform)
-            unused = tok.refreshed_at + limit if limit else None
-            st.refresh_expires_at = min(
-                (t for t in (tok.refresh_expires_at, unused) if t is not None), default=None
+    with store.reading() as tx:
+        rows = {r.name: r for r in tx.connectors.all()}
+        last_runs = tx.runs.last_finished()
+        names = sorted(set(configured) | set(rows))
+        if only:
+            names = [n for n in names if n in only]
+        out: list[ConnectorStatus] = []
+        for name in names:
+            row = rows.get(name)
+            st = ConnectorStatus(
+                name=name,
+                platform=configured.get(name) or (row.platform if row else "?"),
+                configured=name in configured,
             )
-        if row.status == "reconnect_needed":
-            st.health, st.detail = "reconnect needed", row.status_reason
-        elif row.status != "connected":
-            st.health, st.detail = "not connected", f"run `arsync connect {name}`"
-        elif row.parked_until is not None and row.parked_until > now:
-            st.health = "parked"
-            st.detail = f"until {row.parked_until:%Y-%m-%d %H:%M} UTC: {row.parked_reason}"
-        elif row.last_error:
-            st.health, st.detail = "failing", row.last_error
-        else:
-            st.health = "ok"
-        if not st.configured:
-            st.detail = (st.detail + "; " if st.detail else "") + "no connectors file any more"
-        st.counts = store.counts(row.id)
-        items = [OpenItem(r.due_date, r.balance, r.currency) for r in store.open_items(row.id)]
-        for aged in age(items, today):
-            st.aging.append(
-                {
-                    "currency": aged.currency,
-                    "buckets": {k: str(v) for k, v in zip(BUCKET_KEYS, aged.buckets, strict=True)},
-                    "counts": dict(zip(BUCKET_KEYS, aged.counts, strict=True)),
-                    "total": str(aged.total),
-                }
-            )
+            out.append(st)
+            if row is None:
+                st.detail = f"run `arsync connect {name}`"
+                continue
+            st.company, st.tenant_id = row.company_name, row.tenant_id
+            st.last_sync_at, st.last_ok_at = row.last_sync_at, row.last_sync_ok_at
+            st.complete = row.last_sync_ok_at is not None
+            run = last_runs.get(row.id)
+            st.last_sync_outcome = run.outcome.value if run else None
+            tok = tx.tokens.load(row.id)
+            if tok is not None:
+                st.access_expires_at = tok.access_expires_at
+                limit = REFRESH_UNUSED_LIMIT.get(row.platform)
+                unused = tok.refreshed_at + limit if limit else None
+                st.refresh_expires_at = min(
+                    (t for t in (tok.refresh_expires_at, unused) if t is not None), default=None
+                )
+            if row.status is ConnectorState.RECONNECT_NEEDED:
+                st.health, st.detail = "reconnect needed", row.status_reason
+            elif row.status is not ConnectorState.CONNECTED:
+                st.health, st.detail = "not connected", f"run `arsync connect {name}`"
+            elif row.parked_until is not None and row.parked_at(now):
+                st.health = "parked"
+                st.detail = f"until {row.parked_until:%Y-%m-%d %H:%M} UTC: {row.parked_reason}"
+            elif row.last_error:
+                st.health, st.detail = "failing", row.last_error
+            else:
+                st.health = "ok"
+            if not st.configured:
+                st.detail = (st.detail + "; " if st.detail else "") + "no connectors file any more"
+            st.counts = _counts(tx.records.counts(row.id))
+            items = [
+                OpenItem(i.due_date, i.balance, i.currency)
+                for i in tx.records.open_invoices(row.id)
+            ]
+            for aged in age(items, today):
+                st.aging.append(
+                    {
+                        "currency": aged.currency,
+                        "buckets": {
+                            k: str(v) for k, v in zip(BUCKET_KEYS, aged.buckets, strict=True)
+                        },
+                        "counts": dict(zip(BUCKET_KEYS, aged.counts, strict=True)),
+                        "total": str(aged.total),
+                    }
+                )
     return out
 
 
@@ -157,7 +164,7 @@ def _ago(then: datetime | None, now: datetime) -> str:
 
 def render(
     statuses: list[ConnectorStatus],
-    now: datetime | None = None,
+    now: datetime,
     *,
     aging_only: bool = False,
     console: Console | None = None,
@@ -166,7 +173,6 @@ def render(
     from rich.markup import escape
     from rich.table import Table
 
-    now = now or datetime.now(UTC)
     console = console or Console()
     if aging_only:
         for st in statuses:
@@ -202,6 +208,12 @@ def render(
                 f"  records     {c['customers']} customers, {c['invoices']} invoices "
                 f"({c['open invoices']} open), {c['payments']} payments, {c['credits']} credits"
                 + (f", [yellow]{c['quarantined']} quarantined[/]" if c["quarantined"] else "")
+            )
+        if st.counts and not st.complete:
+            console.print(
+                "  [yellow]incomplete[/]  the first sync has not finished, so the store holds "
+                "only part of the books: the figures below are not the whole picture. Run "
+                f"`arsync sync {escape(st.name)}` to finish it."
             )
         _aging_table(console, st, box, Table)
         console.print()

@@ -3,34 +3,51 @@
 `sync_connector` runs one connector under a lock that no other process can hold at the same
 time, records a sync run, and applies each page the connector yields in its own transaction
 together with the cursor that follows it. Whatever stops it (a kill, a fault, a parked rate
-limit), the store holds whole pages and the cursor of the last of them, so the next run resumes
-there. One connector's failure is reported and never stops the others (`sync_all`).
+limit, a bug), the store holds whole pages and the cursor of the last of them, so the next run
+resumes there.
+
+A run is "running" until its last page commits, and only then "ok"; anything else that ends it
+is recorded as such (DESIGN rule 9): a platform's refusal or an outage as "failed" or "parked",
+an unexpected exception as "failed" with its traceback logged once. Nothing escapes the
+connector's boundary: one connector's failure is reported and never stops the others
+(`sync_all`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from enum import StrEnum
 
 import structlog
 
-from arsync.connectors.base import Connector, Link, Page, TokenSource, factory_for
-from arsync.errors import ArsyncError, Parked
-from arsync.store import Busy, Store
+from arsync.domain import Page
+from arsync.errors import ArsyncError, Busy, Parked, ReconnectNeeded, Unexpected
+from arsync.runtime import Coordinator
+from arsync.store import ConnectorState, RunOutcome, Store
+from arsync.words import span
 
 log = structlog.get_logger("arsync.sync")
 
-#: outcome of one connector's sync
-OK, FAILED, PARKED, SKIPPED = "ok", "failed", "parked", "skipped"
+
+class Outcome(StrEnum):
+    """How one connector's sync ended, as `arsync sync` reports it."""
+
+    OK = "ok"
+    FAILED = "failed"
+    PARKED = "parked"  # the platform's limits asked for a long wait
+    SKIPPED = "skipped"  # not run: not connected, reconnect needed, or another sync running
+
+
+OK, FAILED, PARKED, SKIPPED = Outcome.OK, Outcome.FAILED, Outcome.PARKED, Outcome.SKIPPED
 
 
 @dataclass
 class SyncReport:
     name: str
-    outcome: str
+    outcome: Outcome
     message: str = ""
     pages: int = 0
     created: int = 0
@@ -39,13 +56,14 @@ class SyncReport:
     quarantined: int = 0
     api_calls: int = 0
     seconds: float = 0.0
+    #: why it is not ok (always set unless ok)
     error: ArsyncError | None = field(default=None, repr=False)
 
     @property
     def exit_code(self) -> int:
-        if self.outcome in (OK, SKIPPED) or self.error is None:
+        if self.outcome is OK:
             return 0
-        return self.error.exit_code
+        return self.error.exit_code if self.error is not None else 1
 
 
 class Progress:
@@ -58,83 +76,101 @@ class Progress:
     def finished(self, report: SyncReport) -> None: ...
 
 
-@dataclass
-class Job:
-    """Everything needed to sync one connector."""
-
-    name: str
-    link: Link
-    tokens: TokenSource
-    #: called before pulling: e.g. the token manager's keep-alive refresh
-    before: Callable[[], object] | None = None
+def _not_run(name: str, outcome: Outcome, error: ArsyncError) -> SyncReport:
+    return SyncReport(name, outcome, str(error), error=error)
 
 
 def sync_connector(
     store: Store,
-    job: Job,
+    coordinator: Coordinator,
     *,
     full: bool = False,
     force_sweep: bool = False,
     progress: Progress | None = None,
-    connector: Connector | None = None,
 ) -> SyncReport:
+    """Sync one connector once; every way it can end comes back as a report, never raised."""
     progress = progress or Progress()
-    started = time.monotonic()
-    name = job.name
-    row = store.connector(name)
-    if row is None or row.status == "new" or not row.tenant_id:
-        return SyncReport(name, SKIPPED, f"not connected yet: run `arsync connect {name}`")
-    if row.status == "reconnect_needed":
-        return SyncReport(
-            name,
-            SKIPPED,
-            f"reconnect needed ({row.status_reason}): run `arsync connect {name}`",
-        )
-    now = datetime.now(UTC)
-    if row.parked_until is not None and row.parked_until > now:
-        return SyncReport(
-            name,
-            PARKED,
-            f"parked until {row.parked_until:%Y-%m-%d %H:%M} UTC ({row.parked_reason})",
-        )
+    name = coordinator.name
     try:
+        with store.reading() as tx:
+            row = tx.connectors.get(coordinator.connector_id)
+        if row.status is ConnectorState.RECONNECT_NEEDED:
+            return _not_run(
+                name,
+                SKIPPED,
+                ReconnectNeeded(
+                    f"reconnect needed ({row.status_reason}): run `arsync connect {name}`"
+                ),
+            )
+        if not row.linked:
+            return _not_run(
+                name,
+                SKIPPED,
+                ReconnectNeeded(f"not connected yet: run `arsync connect {name}`"),
+            )
+        now = store.clock.now()
+        if row.parked_until is not None and row.parked_at(now):
+            wait = (row.parked_until - now).total_seconds()
+            return _not_run(
+                name,
+                PARKED,
+                Parked(
+                    f"parked until {row.parked_until:%Y-%m-%d %H:%M} UTC, {span(wait)} from now: "
+                    f"{row.parked_reason}",
+                    retry_after=wait,
+                ),
+            )
         with store.exclusive(f"sync:{name}"):
-            return _locked(store, job, row.id, full, force_sweep, progress, connector, started)
-    except Busy:
-        return SyncReport(name, SKIPPED, "another sync of this connector is running")
+            return _locked(store, coordinator, full, force_sweep, progress)
+    except Busy as err:
+        return _not_run(name, SKIPPED, Busy(f"another sync of this connector is running ({err})"))
+    except ArsyncError as err:  # e.g. the store could not be read
+        log.warning("sync not run", connector=name, error=str(err))
+        return _not_run(name, FAILED, err)
+    except Exception as err:
+        log.exception("sync failed unexpectedly", connector=name)
+        return _not_run(name, FAILED, Unexpected.wrap(err))
 
 
 def _locked(
     store: Store,
-    job: Job,
-    connector_id: int,
+    coordinator: Coordinator,
     full: bool,
     force_sweep: bool,
     progress: Progress,
-    connector: Connector | None,
-    started: float,
 ) -> SyncReport:
-    report = SyncReport(job.name, OK)
-    sync_id = store.begin_sync(connector_id, full=full)
-    conn = connector or factory_for(job.link.platform)(job.link, job.tokens)
-    bound = log.bind(connector=job.name, platform=job.link.platform, sync=sync_id)
-    progress.started(job.name)
+    clock = store.clock
+    started = clock.monotonic()
+    calls_before = coordinator.api_calls
+    connector_id = coordinator.connector_id
+    report = SyncReport(coordinator.name, FAILED)
+    with store.transaction() as tx:
+        sync_id = tx.runs.begin(connector_id, full=full)
+    bound = log.bind(connector=coordinator.name, platform=coordinator.link.platform, sync=sync_id)
+    progress.started(coordinator.name)
+    outcome = RunOutcome.FAILED
+    error: ArsyncError | None = None
     try:
-        if job.before is not None:
-            job.before()
-        row = store.connector_by_id(connector_id)
-        if not row.company_name:
-            info = conn.company()
-            store.set_company(connector_id, info.name, info.base_currency)
-        state = store.cursor(connector_id)
-        for page in conn.pull(
+        coordinator.before_work()
+        with store.reading() as tx:
+            state = tx.records.cursor(connector_id)
+
+        def local_open() -> set[str]:
+            with store.reading() as tx:
+                return tx.records.open_invoice_ids(connector_id)
+
+        for page in coordinator.connector.pull(
             state,
             full=full,
             force_sweep=force_sweep,
-            local_open=lambda: store.open_invoice_ids(connector_id),
-            now=datetime.now(UTC),
+            local_open=local_open,
+            now=clock.now(),
         ):
-            out = store.apply_page(connector_id, sync_id, page)
+            with store.transaction() as tx:
+                out = tx.records.apply_page(connector_id, sync_id, page)
+                if page.company is not None:
+                    tx.connectors.set_company(connector_id, page.company)
+                tx.runs.page_applied(sync_id, out)
             report.pages += 1
             report.created += out.created
             report.changed += out.changed
@@ -142,28 +178,38 @@ def _locked(
             report.quarantined += out.quarantined
             if out.quarantined:
                 bound.warning("records quarantined", stream=page.stream, count=out.quarantined)
-            progress.page(job.name, page, len(page.items))
+            progress.page(coordinator.name, page, len(page.items))
+        outcome = RunOutcome.OK
     except Parked as err:
         wait = err.retry_after or 3600.0
-        until = datetime.now(UTC) + timedelta(seconds=wait)
-        store.park(connector_id, until, str(err))
-        report.outcome, report.error = PARKED, err
-        report.message = f"parked until {until:%Y-%m-%d %H:%M} UTC: {err}"
-    except ArsyncError as err:  # reconnect needed, transient, refused, unreadable
-        report.outcome, report.error, report.message = FAILED, err, str(err)
-    finally:
-        report.api_calls = conn.api_calls
-        report.seconds = time.monotonic() - started
-        outcome = report.outcome
-        store.finish_sync(
-            sync_id,
-            outcome=outcome,
-            api_calls=report.api_calls,
-            error=report.message if outcome != OK else None,
+        until = clock.now() + timedelta(seconds=wait)
+        with store.transaction() as tx:
+            tx.connectors.park(connector_id, until, str(err))
+        parked = Parked(
+            f"parked until {until:%Y-%m-%d %H:%M} UTC: {err}", retry_after=wait, problem=err.problem
         )
-        if connector is None:
-            conn.close()
-    if report.outcome == OK:
+        parked.__cause__ = err
+        outcome, error = RunOutcome.PARKED, parked
+    except ArsyncError as err:  # reconnect needed, transient, refused, unreadable
+        error = err
+    except Exception as err:
+        bound.exception("sync failed unexpectedly")
+        error = Unexpected.wrap(err)
+    except BaseException as err:  # interrupted (Ctrl-C): recorded as failed, then passed on
+        error = Unexpected(f"interrupted ({type(err).__name__})")
+        _finish(store, sync_id, outcome, error, coordinator.api_calls - calls_before)
+        raise
+    report.api_calls = coordinator.api_calls - calls_before
+    report.seconds = clock.monotonic() - started
+    try:
+        _finish(store, sync_id, outcome, error, report.api_calls)
+    except ArsyncError as err:  # the run could not be recorded (e.g. the store is damaged)
+        if error is None:
+            outcome, error = RunOutcome.FAILED, err
+        bound.warning("sync run not recorded", error=str(err))
+    report.error = error
+    if outcome is RunOutcome.OK:
+        report.outcome = OK
         report.message = _summary(report)
         bound.info(
             "sync finished",
@@ -175,9 +221,24 @@ def _locked(
             api_calls=report.api_calls,
         )
     else:
-        bound.warning("sync did not finish", outcome=report.outcome, error=report.message)
+        assert error is not None
+        report.outcome = PARKED if outcome is RunOutcome.PARKED else FAILED
+        report.message = str(error)
+        bound.warning("sync did not finish", outcome=report.outcome.value, error=report.message)
     progress.finished(report)
     return report
+
+
+def _finish(
+    store: Store, sync_id: int, outcome: RunOutcome, error: ArsyncError | None, calls: int
+) -> None:
+    with store.transaction() as tx:
+        tx.runs.finish(
+            sync_id,
+            outcome,
+            api_calls=calls,
+            error=str(error) if error is not None else None,
+        )
 
 
 def _summary(r: SyncReport) -> str:
@@ -190,22 +251,25 @@ def _summary(r: SyncReport) -> str:
 
 def sync_all(
     store: Store,
-    jobs: Sequence[Job],
+    coordinators: Sequence[Coordinator],
     *,
     workers: int = 4,
     full: bool = False,
     force_sweep: bool = False,
     progress: Progress | None = None,
 ) -> list[SyncReport]:
-    """Every job, `workers` at a time; each connector's failure stays its own."""
+    """Every connector, `workers` at a time; each connector's failure stays its own."""
 
-    def one(job: Job) -> SyncReport:
+    def one(coordinator: Coordinator) -> SyncReport:
         try:
-            return sync_connector(store, job, full=full, force_sweep=force_sweep, progress=progress)
-        except ArsyncError as err:  # e.g. the store refused: report it, keep the others going
-            return SyncReport(job.name, FAILED, str(err), error=err)
+            return sync_connector(
+                store, coordinator, full=full, force_sweep=force_sweep, progress=progress
+            )
+        except Exception as err:  # sync_connector reports everything; this is the last guard
+            log.exception("sync failed unexpectedly", connector=coordinator.name)
+            return _not_run(coordinator.name, FAILED, Unexpected.wrap(err))
 
-    if len(jobs) <= 1 or workers <= 1:
-        return [one(job) for job in jobs]
+    if len(coordinators) <= 1 or workers <= 1:
+        return [one(c) for c in coordinators]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-        return list(pool.map(one, jobs))
+        return list(pool.map(one, coordinators))

@@ -24,12 +24,14 @@ from sqlalchemy import Engine, func, select
 from arsync.connect import Connection, TenantChoice, connect, store_connection
 from arsync.connectors.base import Endpoints
 from arsync.connectors.oauth import OAuthApp, TokenRecord, TokenVault
+from arsync.domain import CompanyInfo
 from arsync.errors import AuthError, ConfigError
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS, CompanySpec
 from arsync.sandbox.oauth import Authority
+from arsync.store import Store
 from arsync.store.schema import connectors, events, tokens
-from tests.support import form_fields
+from tests.support import clock_of, form_fields
 
 
 def make_app(server: SandboxServer, platform: str, redirect_uri: str | None = None) -> OAuthApp:
@@ -40,7 +42,7 @@ def make_app(server: SandboxServer, platform: str, redirect_uri: str | None = No
         client.client_secret,
         Endpoints.sandbox(platform, server.url),
         redirect_uri=redirect_uri,
-        clock=server.sandbox.clock.now,
+        clock=clock_of(server.sandbox),
     )
 
 
@@ -162,7 +164,10 @@ def test_qbo_connects_with_the_realm_from_the_redirect(
     connection = outcome.connection
     assert connection is not None
     assert connection.tenant_id == company.tenant_id
-    assert connection.company_name == company.name
+    assert connection.company.name == company.name
+    # the company's own facts are read with the new grant
+    assert connection.company.base_currency == company.base_currency
+    assert connection.company.country == company.country
     assert live(sandbox, "qbo", connection.tokens.access_token)
     assert connection.tokens.connected_at == sandbox.clock.now()
     assert sandbox.ledger.count(platform="qbo", kind="token_issued") == 1
@@ -187,7 +192,8 @@ def test_xero_connects_one_organisation_with_pkce(
     assert outcome.error is None, outcome.error
     connection = outcome.connection
     assert connection is not None
-    assert (connection.tenant_id, connection.company_name) == (org.tenant_id, org.name)
+    assert (connection.tenant_id, connection.company.name) == (org.tenant_id, org.name)
+    assert connection.company.timezone is not None  # the organisation's, as Xero writes it
     assert "code_challenge_method=S256" in next(e for e in outcome.echoed if e.startswith("http"))
     assert live(sandbox, "xero", connection.tokens.access_token)
     assert connection.tokens.scope is not None and "offline_access" in connection.tokens.scope
@@ -220,7 +226,7 @@ def test_xero_with_two_organisations_asks_which_one(
     }
     assert outcome.connection is not None
     assert outcome.connection.tenant_id == second.tenant_id
-    assert outcome.connection.company_name == "Second Org Ltd"
+    assert outcome.connection.company.name == "Second Org Ltd"
     assert outcome.page is not None and "terminal" in outcome.page.text
 
 
@@ -318,28 +324,39 @@ def connection_for(sandbox: Sandbox, platform: str, tenant: str, name: str) -> C
         connected_at=now,
         scope=" ".join(issued.scopes),
     )
-    return Connection(platform, tenant, name, record, "http://127.0.0.1/callback")
+    return Connection(platform, tenant, CompanyInfo(name), record, "http://127.0.0.1/callback")
 
 
 @pytest.fixture
-def vault(db_engine: Engine) -> TokenVault:
-    return TokenVault(db_engine, MultiFernet([Fernet(Fernet.generate_key())]))
+def store(db_engine: Engine, sandbox: Sandbox) -> Store:
+    return Store(db_engine, clock_of(sandbox))
+
+
+@pytest.fixture
+def vault(store: Store) -> TokenVault:
+    return TokenVault(store, MultiFernet([Fernet(Fernet.generate_key())]))
 
 
 def test_a_loopback_connection_is_stored_in_one_go(
-    server: SandboxServer, apps: Callable[..., OAuthApp], db_engine: Engine, vault: TokenVault
+    server: SandboxServer,
+    apps: Callable[..., OAuthApp],
+    db_engine: Engine,
+    store: Store,
+    vault: TokenVault,
 ) -> None:
     outcome = run(apps("xero"), headless=False, browser=consent)
     assert outcome.connection is not None
 
-    connector_id = store_connection(db_engine, vault, "acme-books", "xero", outcome.connection)
+    connector_id = store_connection(store, vault, "acme-books", "xero", outcome.connection)
 
     with db_engine.connect() as conn:
         row = conn.execute(select(connectors).where(connectors.c.id == connector_id)).one()
         trail = conn.execute(select(events).where(events.c.connector_id == connector_id)).all()
     assert (row.name, row.platform, row.status) == ("acme-books", "xero", "connected")
     assert row.tenant_id == outcome.connection.tenant_id
-    assert row.company_name == outcome.connection.company_name
+    assert row.company_name == outcome.connection.company.name
+    assert row.platform_timezone == outcome.connection.company.timezone
+    assert row.base_currency == outcome.connection.company.base_currency
     assert [(e.entity, e.action, e.external_id) for e in trail] == [
         ("connector", "connected", outcome.connection.tenant_id)
     ]
@@ -351,15 +368,16 @@ def test_a_loopback_connection_is_stored_in_one_go(
 
 
 def test_reconnecting_the_same_company_clears_the_reconnect_mark(
-    sandbox: Sandbox, db_engine: Engine, vault: TokenVault
+    sandbox: Sandbox, db_engine: Engine, store: Store, vault: TokenVault
 ) -> None:
     realm = sandbox.qbo.tenants()[0].tenant_id
     first = connection_for(sandbox, "qbo", realm, "Acme")
-    connector_id = store_connection(db_engine, vault, "acme", "qbo", first)
-    vault.mark_reconnect_needed(connector_id, "refused; run `arsync connect acme`")
+    connector_id = store_connection(store, vault, "acme", "qbo", first)
+    with store.transaction() as tx:
+        tx.connectors.mark_reconnect_needed(connector_id, "refused; run `arsync connect acme`")
 
     again = connection_for(sandbox, "qbo", realm, "Acme Renamed")
-    assert store_connection(db_engine, vault, "acme", "qbo", again) == connector_id
+    assert store_connection(store, vault, "acme", "qbo", again) == connector_id
 
     with db_engine.connect() as conn:
         row = conn.execute(select(connectors).where(connectors.c.id == connector_id)).one()
@@ -381,18 +399,18 @@ def test_reconnecting_the_same_company_clears_the_reconnect_mark(
 
 
 def test_reconnecting_to_a_different_company_is_refused_and_changes_nothing(
-    sandbox: Sandbox, db_engine: Engine, vault: TokenVault
+    sandbox: Sandbox, db_engine: Engine, store: Store, vault: TokenVault
 ) -> None:
     other = sandbox.add_company(CompanySpec("xero", seed=12, customers=3, invoices=5))
     mine = sandbox.xero.tenants()[0]
     connector_id = store_connection(
-        db_engine, vault, "acme", "xero", connection_for(sandbox, "xero", mine.tenant_id, "Acme")
+        store, vault, "acme", "xero", connection_for(sandbox, "xero", mine.tenant_id, "Acme")
     )
     before = vault.load(connector_id)
     switched = connection_for(sandbox, "xero", other.tenant_id, other.name)
 
     with pytest.raises(ConfigError) as caught:
-        store_connection(db_engine, vault, "acme", "xero", switched)
+        store_connection(store, vault, "acme", "xero", switched)
 
     message = str(caught.value)
     assert "belong to the other company" in message
@@ -407,7 +425,7 @@ def test_reconnecting_to_a_different_company_is_refused_and_changes_nothing(
     assert (n_events, n_tokens) == (1, 1)
     with pytest.raises(ConfigError, match="Xero connector"):
         store_connection(
-            db_engine,
+            store,
             vault,
             "acme",
             "qbo",

@@ -8,8 +8,10 @@ and no secret in the database, reprs, logs or exception text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +22,17 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Engine, create_engine, select, text
 
+from arsync.clock import Clock, FollowingClock, FrozenClock
 from arsync.connectors.base import Endpoints, TokenSource
 from arsync.connectors.oauth import OAuthApp, TokenManager, TokenRecord, TokenVault
+from arsync.domain import CompanyInfo
 from arsync.errors import ReconnectNeeded, TransientError
 from arsync.sandbox import FaultKind, Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS, CompanySpec
 from arsync.sandbox.oauth import Authority
+from arsync.store import Store
 from arsync.store.schema import connectors, events, metadata, tokens
 from tests.support import TEST_NOW
 
@@ -39,7 +44,12 @@ def no_sleep(_seconds: float) -> None:
     """Backoff between retries is not what these tests are about."""
 
 
-def make_app(platform: str, server_url: str, clock: Callable[[], datetime]) -> OAuthApp:
+def sandbox_clock(sandbox: Sandbox) -> Clock:
+    """The sandbox's time, without waiting through the backoff between retries."""
+    return FollowingClock(sandbox.clock.now, sandbox.clock.monotonic, no_sleep)
+
+
+def make_app(platform: str, server_url: str, clock: Clock) -> OAuthApp:
     client = DEMO_CLIENTS[platform]
     return OAuthApp(
         platform,
@@ -70,11 +80,13 @@ class World:
         self.server = server
         self.sandbox = server.sandbox
         self.key = key
-        self.vault = TokenVault(engine, MultiFernet([Fernet(key)]), clock=self.sandbox.clock.now)
+        self.clock = sandbox_clock(self.sandbox)
+        self.store = Store(engine, self.clock)
+        self.vault = TokenVault(self.store, MultiFernet([Fernet(key)]))
         self.apps: list[OAuthApp] = []
 
     def app(self, platform: str) -> OAuthApp:
-        app = make_app(platform, self.server.url, self.sandbox.clock.now)
+        app = make_app(platform, self.server.url, self.clock)
         self.apps.append(app)
         return app
 
@@ -90,18 +102,9 @@ class World:
         tenant = tenant or self.sandbox.platform(platform).tenants()[0].tenant_id
         issued = self.sandbox.connect(platform, tenant)
         now = self.sandbox.clock.now()
-        with self.engine.begin() as conn:
-            connector_id = conn.execute(
-                insert(connectors)
-                .values(
-                    name=name,
-                    platform=platform,
-                    tenant_id=tenant,
-                    status="connected",
-                    created_at=now,
-                )
-                .returning(connectors.c.id)
-            ).scalar_one()
+        with self.store.transaction() as tx:
+            row, _ = tx.connectors.link(name, platform, tenant, CompanyInfo(name), at=now)
+            connector_id = row.id
         record = self.vault.save(
             connector_id,
             TokenRecord(
@@ -116,10 +119,7 @@ class World:
         return Seeded(connector_id, tenant, record)
 
     def manager(self, platform: str, connector_id: int, **options: Any) -> TokenManager:
-        options.setdefault("sleep", no_sleep)
-        return TokenManager(
-            self.vault, self.app(platform), connector_id, clock=self.sandbox.clock.now, **options
-        )
+        return TokenManager(self.vault, self.app(platform), connector_id, **options)
 
     def refreshes(self, platform: str) -> int:
         return self.sandbox.ledger.count(platform=platform, kind="token_refreshed")
@@ -278,13 +278,14 @@ def _refresh_in_child(
     results: Any,
 ) -> None:
     """One process of the two-process test: build everything anew, then race the other."""
-    engine = create_engine(db_url)
-    vault = TokenVault(engine, MultiFernet([Fernet(key)]), clock=lambda: now)
-    with make_app(platform, server_url, lambda: now) as app:
-        manager = TokenManager(vault, app, connector_id, clock=lambda: now)
+    clock = FrozenClock(now)
+    store = Store(create_engine(db_url), clock)
+    vault = TokenVault(store, MultiFernet([Fernet(key)]))
+    with make_app(platform, server_url, clock) as app:
+        manager = TokenManager(vault, app, connector_id)
         start.wait()
         results.put(manager.access_token())
-    engine.dispose()
+    store.close()
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -354,11 +355,14 @@ def test_a_dead_grant_marks_its_connector_and_spares_the_others(
     with world.engine.connect() as conn:
         row = conn.execute(select(connectors).where(connectors.c.id == dead.connector_id)).one()
         marked = conn.execute(
-            select(events).where(events.c.connector_id == dead.connector_id)
+            select(events).where(events.c.connector_id == dead.connector_id).order_by(events.c.id)
         ).all()
     assert row.status == "reconnect_needed"
     assert "arsync connect alpha" in row.status_reason
-    assert [(e.entity, e.action) for e in marked] == [("connector", "reconnect_needed")]
+    assert [(e.entity, e.action) for e in marked] == [
+        ("connector", "connected"),
+        ("connector", "reconnect_needed"),
+    ]
 
     # never retried: neither this manager nor a new one asks the platform again
     for again in (manager, world.manager(platform, dead.connector_id)):
@@ -483,3 +487,68 @@ def test_no_secret_reaches_the_database_reprs_logs_or_errors(
         assert not leaked, f"a secret reached the {where}"
     assert "kept for the next try" in texts["errors"]
     assert "arsync connect lost" in texts["errors"]
+
+
+class HeldRefresh(OAuthApp):
+    """An app whose token endpoint answers only when the test lets it: a slow platform."""
+
+    def __init__(self, app: OAuthApp) -> None:
+        super().__init__(
+            app.platform, app.client_id, app._client_secret, app.endpoints, clock=app.clock
+        )
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def refresh(
+        self,
+        refresh_token: str,
+        *,
+        previous: TokenRecord | None = None,
+        now: datetime | None = None,
+    ) -> TokenRecord:
+        self.entered.set()
+        assert self.release.wait(timeout=60)
+        return super().refresh(refresh_token, previous=previous, now=now)
+
+
+def test_a_slow_token_endpoint_holds_no_transaction_and_blocks_no_other_writer(
+    world: World,
+) -> None:
+    platform = "xero"
+    second = world.sandbox.add_company(CompanySpec(platform, seed=11, customers=3, invoices=5))
+    slow = world.seed(platform, "slow", expires_in=timedelta(minutes=-1))
+    other = world.seed(platform, "other", expires_in=timedelta(minutes=30), tenant=second.tenant_id)
+    app = HeldRefresh(world.app(platform))
+    world.apps.append(app)
+    manager = TokenManager(world.vault, app, slow.connector_id)
+    got: list[str] = []
+    refreshing = threading.Thread(target=lambda: got.append(manager.access_token()))
+    refreshing.start()
+    try:
+        assert app.entered.wait(timeout=30)  # the refresh is out on the network now
+        if world.engine.dialect.name == "sqlite":
+            # Another writer, one that will not wait a moment for the lock, gets it at once.
+            path = str(world.engine.url.database)
+            with contextlib.closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE connectors SET last_error = 'written meanwhile' WHERE id = ?",
+                    (other.connector_id,),
+                )
+                db.execute("COMMIT")
+        else:
+            with world.engine.connect() as conn:
+                open_elsewhere = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                    )
+                ).scalar_one()
+            assert open_elsewhere == 0
+        with world.store.transaction() as tx:  # and arsync's own writes go through too
+            tx.connectors.park(other.connector_id, world.sandbox.clock.now(), "a test")
+    finally:
+        app.release.set()
+        refreshing.join(timeout=60)
+    assert got and got[0] != slow.first.access_token
+    assert world.refreshes(platform) == 1

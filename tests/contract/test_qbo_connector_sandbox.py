@@ -29,7 +29,7 @@ from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import QboLimits
 from arsync.sandbox.qbo.model import Company
 from tests.contract.qbo_support import connect_api
-from tests.support import ConnectorRun
+from tests.support import ConnectorRun, session_for
 
 LIMITS = Limits(per_minute=100_000, per_second=10_000, concurrent=10, per_day=None)
 
@@ -81,7 +81,8 @@ def world(sandbox_factory: Callable[..., Sandbox]) -> Iterator[World]:
     with SandboxServer(sandbox) as server:
         realm = sandbox.qbo.tenants()[0].tenant_id
         link = Link("harbor", "qbo", realm, Endpoints.sandbox("qbo", server.url).api_base, LIMITS)
-        connector = QuickBooksConnector(link, SandboxTokens(sandbox, realm))
+        session = session_for(sandbox, "qbo", SandboxTokens(sandbox, realm), LIMITS)
+        connector = QuickBooksConnector(link, session)
         # One inactive customer, made so through the API as a bookkeeper would.
         api = connect_api(server, realm)
         try:
@@ -91,7 +92,7 @@ def world(sandbox_factory: Callable[..., Sandbox]) -> Iterator[World]:
             yield World(sandbox, "qbo", realm, connector)
         finally:
             api.close()
-            connector.close()
+            session.close()
 
 
 def settled(world: World) -> dict[str, Any]:
@@ -227,8 +228,12 @@ def test_full_pull_matches_the_sandbox_field_by_field(world: World) -> None:
     assert {p.full_pass for p in pages} == {"2026-11-23T15:00:00.000+00:00"}
     assert cursor["phase"] == "incremental"
     assert cursor["since"] == cursor["swept_at"] == "2026-11-23T15:00:00.000+00:00"
-    # Preferences (which the sandbox does not answer) and one page per entity.
-    assert world.calls() - before == 5
+    # The company (CompanyInfo and Preferences), then one page per entity.
+    assert world.calls() - before == 6
+    info = pages[0].company
+    assert info is not None and all(p.company is None for p in pages[1:])
+    assert (info.name, info.country) == (company.name, company.country)
+    assert info.base_currency == company.currency and info.timezone is None
 
 
 def test_a_killed_pass_resumes_at_the_next_page(world: World) -> None:
@@ -250,8 +255,8 @@ def test_company_info(world: World) -> None:
     info = world.connector.company()
     tenant = world.sandbox.qbo.tenants()[0]
     assert (info.name, info.country) == (tenant.name, tenant.country)
-    # The sandbox answers no Preferences query, so the home currency stays unknown.
-    assert info.base_currency is None
+    # The home currency comes from Preferences; QBO has no time zone to give.
+    assert info.base_currency == tenant.base_currency and info.timezone is None
 
 
 # -- increments ----------------------------------------------------------------------------------

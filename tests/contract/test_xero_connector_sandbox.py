@@ -31,7 +31,7 @@ from arsync.domain import (
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import XeroLimits
 from arsync.sandbox.xero import state as xs
-from tests.support import ConnectorRun
+from tests.support import ConnectorRun, session_for
 
 LIMITS = Limits(per_minute=100_000, per_second=None, concurrent=5, per_day=None)
 STATUS = {
@@ -76,9 +76,10 @@ def run(sandbox: Sandbox, server: SandboxServer) -> Any:
     tenant = sandbox.xero.tenants()[0].tenant_id
     api_base = Endpoints.sandbox("xero", server.url).api_base
     link = Link("kestrel", "xero", tenant, api_base, LIMITS)
-    connector = XeroConnector(link, StaticTokens(sandbox.connect("xero", tenant).access_token))
-    yield Run(sandbox, "xero", tenant, connector)
-    connector.close()
+    tokens = StaticTokens(sandbox.connect("xero", tenant).access_token)
+    session = session_for(sandbox, "xero", tokens, LIMITS)
+    yield Run(sandbox, "xero", tenant, XeroConnector(link, session))
+    session.close()
 
 
 def to_ms(moment: datetime) -> datetime:
@@ -96,7 +97,13 @@ def by_id(pages: list[Page], kind: type[Any]) -> dict[str, Any]:
 
 # -- the full pull --------------------------------------------------------------------------------
 def test_a_full_pull_matches_the_books_field_by_field(run: Run) -> None:
-    assert run.connector.company().name == run.org.name
+    company = run.connector.company()
+    assert (company.name, company.base_currency) == (run.org.name, run.org.base_currency)
+    assert company.country == run.org.country
+    # the organisation's own zone, as Xero writes it (a Windows zone id, unmapped here)
+    assert (
+        company.timezone == {"GB": "GMTSTANDARDTIME", "US": "PACIFICSTANDARDTIME"}[run.org.country]
+    )
     org = run.org
     with run.sandbox.lock:
         # The generated books archive nobody; archive one so the pull must ask for them too.
@@ -105,6 +112,7 @@ def test_a_full_pull_matches_the_books_field_by_field(run: Run) -> None:
     pages = run.pull(None)
 
     assert not [i for i in items(pages) if isinstance(i, Quarantined)]
+    assert pages[0].company == company and all(p.company is None for p in pages[1:])
     assert {k for p in pages for k in p.completed} == set(Kind)
     assert len({p.full_pass for p in pages}) == 1
 

@@ -17,7 +17,7 @@ import pytest
 from arsync.demo import collect
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.server import free_port
-from arsync.store import open_store
+from tests.support import store_for
 
 ARSYNC = [sys.executable, "-m", "arsync"]
 
@@ -55,7 +55,7 @@ def test_demo_figures_equal_the_books_read_over_http(
     sandbox_factory: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
     sandbox = sandbox_factory(customers=15, invoices=120)
-    store = open_store(f"sqlite:///{tmp_path / 'demo.db'}")
+    store = store_for(sandbox, f"sqlite:///{tmp_path / 'demo.db'}")
     with SandboxServer(sandbox) as server:
         demos = collect(server, store)
     assert {d.tenant.platform for d in demos} == {"qbo", "xero"}

@@ -18,9 +18,8 @@ import pytest
 
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import DEMO_CLIENTS, QboLimits, XeroLimits
-from arsync.store import open_store
 from tests.books import actual, differences, expected
-from tests.support import form_fields, make_sandbox
+from tests.support import connector_row, form_fields, make_sandbox, store_for
 
 ARSYNC = [sys.executable, "-m", "arsync"]
 SECRETS = {"QBO_SECRET": "sandbox-qbo-secret", "XERO_SECRET": "sandbox-xero-secret"}
@@ -29,8 +28,10 @@ SECRETS = {"QBO_SECRET": "sandbox-qbo-secret", "XERO_SECRET": "sandbox-xero-secr
 def write_home(home: Path, server_url: str, store_url: str) -> None:
     (home / "config").mkdir(parents=True)
     (home / "connectors").mkdir()
+    # arsync follows the sandbox's (frozen) clock, as the demo does: a test means the same
+    # whatever day it runs
     (home / "config" / "arsync.toml").write_text(
-        f'[store]\nurl = "{store_url}"\n[log]\nformat = "json"\n'
+        f'[store]\nurl = "{store_url}"\n[log]\nformat = "json"\n[clock]\nsandbox = "{server_url}"\n'
     )
     for name, platform, client, env in (
         ("books-qbo", "quickbooks", DEMO_CLIENTS["qbo"], "QBO_SECRET"),
@@ -119,16 +120,16 @@ def world(tmp_path: Path, db_url: str) -> Iterator[tuple[Sandbox, SandboxServer,
 
 
 def assert_store_equals_books(sandbox: Sandbox, db_url: str) -> None:
-    store = open_store(db_url)
+    store = store_for(sandbox, db_url)
     try:
         for tenant in sandbox.tenants():
             name = f"books-{tenant.platform}"
-            row = store.connector(name)
+            row = connector_row(store, name)
             assert row is not None and row.tenant_id == tenant.tenant_id
             want = expected(sandbox, tenant.platform, tenant.tenant_id)
             assert differences(want, actual(store, row.id, want)) == []
     finally:
-        store.engine.dispose()
+        store.close()
 
 
 def test_connect_sync_and_follow_the_books(
@@ -136,7 +137,8 @@ def test_connect_sync_and_follow_the_books(
 ) -> None:
     sandbox, _server, home, db_url = world
     before = arsync(home, "sync")
-    assert before.returncode == 0 and "not connected yet" in before.stdout
+    # nothing synced: the exit code says a person must connect first (3), as the README says
+    assert before.returncode == 3 and "not connected yet" in before.stdout
 
     assert "books-qbo is connected to" in connect(home, "books-qbo")
     assert "books-xero is connected to" in connect(home, "books-xero")
