@@ -15,7 +15,8 @@ import queue
 import threading
 import webbrowser
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -67,6 +68,9 @@ class Connection:
     redirect_uri: str
     #: every company the consent covered (Xero may cover several)
     offered: tuple[TenantChoice, ...] = ()
+    #: the API calls the connect made, by the minute (UTC): they count against the same
+    #: limits as the connector's own, so they are written down with it
+    usage: dict[datetime, int] = field(default_factory=dict)
 
 
 def connect(
@@ -173,7 +177,8 @@ def _finish(
     if app.platform == "qbo" and not answer.params.get("realmId"):
         raise AuthError("QuickBooks did not say which company was connected (no realmId)")
     tokens = app.exchange_code(code, request.redirect_uri, request.code_verifier)
-    session = _session(app, tokens)
+    usage = _Counted()
+    session = _session(app, tokens, usage)
     try:
         offered, known = _companies(app, session, answer.params)
         if not offered:
@@ -198,6 +203,7 @@ def _finish(
                 )
         company = known or _company(app, session, chosen.tenant_id)
     finally:
+        session.governor.flush()
         session.close()
     return Connection(
         platform=app.platform,
@@ -206,15 +212,30 @@ def _finish(
         tokens=tokens,
         redirect_uri=request.redirect_uri,
         offered=tuple(offered),
+        usage=dict(usage.counts),
     )
 
 
-def _session(app: OAuthApp, tokens: TokenRecord) -> ApiSession:
+class _Counted:
+    """A UsageLog that keeps the calls in memory until there is a connector to write them to."""
+
+    def __init__(self) -> None:
+        self.counts: dict[datetime, int] = {}
+
+    def recent(self, since: datetime) -> list[tuple[datetime, int]]:
+        return []
+
+    def save(self, counts: dict[datetime, int]) -> None:
+        for minute, calls in counts.items():
+            self.counts[minute] = self.counts.get(minute, 0) + calls
+
+
+def _session(app: OAuthApp, tokens: TokenRecord, usage: _Counted) -> ApiSession:
     limits = QBO_LIMITS if app.platform == "qbo" else XERO_LIMITS
     return ApiSession(
         platform=app.platform,
         tokens=StaticTokens(tokens.access_token),
-        governor=RateGovernor(limits, app.clock),
+        governor=RateGovernor(limits, app.clock, usage=usage),
         clock=app.clock,
     )
 
@@ -278,6 +299,7 @@ def store_connection(
             at=connection.tokens.connected_at,
         )
         vault.save(row.id, connection.tokens, tx)
+        tx.usage.add(row.id, connection.usage)
     return row.id
 
 

@@ -71,6 +71,8 @@ class RateGovernor:
         if limits.per_day:
             self._windows.append((_DAY, limits.per_day, deque()))
         self._running = 0
+        #: when the replies of the last two minutes arrived (what a spent minute is read against)
+        self._replies: deque[float] = deque()
         self._not_before = 0.0
         self._hold_reason = ""
         self.calls = 0
@@ -118,11 +120,20 @@ class RateGovernor:
             self.flush()
         return started
 
-    def release(self, headers: Mapping[str, str] | None = None, status: int | None = None) -> None:
-        """The call's reply arrived (or it failed): stamp its slot and read what is left."""
+    def release(
+        self,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+        started: float | None = None,
+    ) -> None:
+        """The call's reply arrived (or it failed): stamp its slot and read what is left.
+        `started` is what `acquire` returned for the call."""
         with self._cond:
             now = self._clock.monotonic()
             self._running -= 1
+            self._replies.append(now)
+            while self._replies and self._replies[0] <= now - 2 * _MINUTE:
+                self._replies.popleft()
             for _, _, stamps in self._windows:
                 # The oldest in-flight slot becomes a stamped one (order does not matter for
                 # counting; the stamp is the latest moment the platform can have counted it).
@@ -131,7 +142,7 @@ class RateGovernor:
                 stamps.append(now)
             if headers is not None and status != 429:
                 # a 429's own Retry-After says how long to wait (the caller holds for it)
-                self._read_headers(headers, now)
+                self._read_headers(headers, now, now if started is None else started)
             self._cond.notify_all()
 
     def hold(self, seconds: float, reason: str) -> None:
@@ -171,7 +182,9 @@ class RateGovernor:
             for seconds, _, stamps in self._windows:
                 if stamp > mono - seconds:
                     stamps.extend([stamp] * calls)
-        for _, _, stamps in self._windows:
+            if stamp > mono - 2 * _MINUTE:  # ours too, when a spent minute is explained
+                self._replies.extend([stamp] * calls)
+        for stamps in [s for _, _, s in self._windows] + [self._replies]:
             ordered = sorted(stamps)
             stamps.clear()
             stamps.extend(ordered)
@@ -200,10 +213,10 @@ class RateGovernor:
             return 0.05, False
         return wait, True
 
-    def _read_headers(self, headers: Mapping[str, str], now: float) -> None:
+    def _read_headers(self, headers: Mapping[str, str], now: float, started: float) -> None:
         minute = _int(headers.get("X-MinLimit-Remaining"))
         if minute is not None and minute <= 0:
-            until = now + self._minute_spent_wait(now)
+            until = now + self._minute_spent_wait(started, now)
             if until > self._not_before:
                 self._not_before, self._hold_reason = until, "minute limit"
         day = _int(headers.get("X-DayLimit-Remaining"))
@@ -211,24 +224,22 @@ class RateGovernor:
             # The 429 that follows carries the real wait; until then assume an hour.
             self._not_before, self._hold_reason = now + 3600, "day limit"
 
-    def _minute_spent_wait(self, now: float) -> float:
-        """How long to hold after the platform said the minute's calls are all spent.
+    def _minute_spent_wait(self, started: float, now: float) -> float:
+        """How long to hold after the platform said, in the reply to a call sent at `started`,
+        that its minute is spent.
 
-        When this governor's own minute window is full too, its calls are what filled the
-        platform's, and the platform frees a slot no later than the oldest of them leaves this
-        window (each was counted there before it was stamped here). When it is not full,
-        someone else (another app on the same organisation) spent the minute, at moments
-        unknown: only a whole minute is sure to free a slot.
+        The platform counted that call when it arrived, after `started`, and its window then
+        held a full minute's calls, each arrived less than a minute before. Any of ours among
+        them had its reply after `started - 60`; a slot frees as soon as any call leaves that
+        window, and the oldest of ours has left it a minute after its reply at the latest. So
+        the hold ends then, whoever else spent the rest of the minute; only when none of the
+        calls can be ours (another app spent the whole minute, at moments unknown) is it a
+        whole minute.
         """
-        for seconds, cap, stamps in self._windows:
-            if seconds != _MINUTE:
-                continue
-            live = self._live(seconds, stamps, now)
-            done = sorted(s for s in live if s != _IN_FLIGHT)
-            if len(live) >= cap and done:
-                excess = len(live) - cap
-                return max(0.0, done[min(excess, len(done) - 1)] + seconds - now)
-        return _MINUTE
+        ours = [r for r in self._replies if r > started - _MINUTE]
+        if not ours:
+            return _MINUTE
+        return max(0.0, min(ours) + _MINUTE - now)
 
 
 def _int(value: str | None) -> int | None:

@@ -241,7 +241,7 @@ class ApiSession:
                 **self._extra,
                 **(headers or {}),
             }
-            self.governor.acquire()
+            started = self.governor.acquire()
             response: httpx.Response | None = None
             try:
                 response = self.http.request(
@@ -257,9 +257,9 @@ class ApiSession:
                 raise failed(f"{what}: connection failed ({type(err).__name__})") from err
             finally:
                 if response is None:
-                    self.governor.release()
+                    self.governor.release(started=started)
                 else:
-                    self.governor.release(response.headers, response.status_code)
+                    self.governor.release(response.headers, response.status_code, started)
             if response.status_code == 401 and attempt == 1:
                 # An access token can die early (revoked, clock skew): one fresh try.
                 self.tokens.invalidate(token)
