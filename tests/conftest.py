@@ -7,11 +7,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from arsync.sandbox import Sandbox, SandboxServer
 from tests.support import make_sandbox
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """A test that configures logging (onto its captured stderr) leaves no trace in the next."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
+            # JSON carries the traceback as text ("exception"); the console renders its own
+            *([structlog.processors.format_exc_info] if use_json else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

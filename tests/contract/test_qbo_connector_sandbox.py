@@ -259,6 +259,31 @@ def test_company_info(world: World) -> None:
     assert info.base_currency == tenant.base_currency and info.timezone is None
 
 
+def test_a_cdc_the_platform_refuses_for_its_age_starts_a_full_pass(world: World) -> None:
+    """Our clock runs two hours behind QuickBooks': by ours the cursor is 29 days and 23 hours
+    old, by QuickBooks' past CDC's 30 days, and QuickBooks refuses. A full pass follows at once,
+    instead of the same refusal every cycle."""
+    state = settled(world)
+    world.sandbox.clock.advance(timedelta(days=30, minutes=30))
+    ours = world.sandbox.clock.now() - timedelta(hours=2)
+    before = world.calls()
+    pages = list(
+        world.connector.pull(state, full=False, force_sweep=False, local_open=set, now=ours)
+    )
+    refused = [
+        e
+        for e in world.sandbox.ledger.entries(platform="qbo", kind="request")
+        if e.endpoint and "cdc" in e.endpoint
+    ][-1]
+    assert refused.status == 400
+    assert [p.stream for p in pages] == ["customers", "invoices", "payments", "credit memos"]
+    assert pages[-1].cursor["phase"] == "incremental"
+    # the refused CDC, the company (CompanyInfo, Preferences), one page per entity
+    # a month on, the access token had expired (401, then a fresh one); the refused CDC; the
+    # company (CompanyInfo, Preferences); one page per entity
+    assert world.calls() - before == 1 + 1 + 2 + 4
+
+
 # -- increments ----------------------------------------------------------------------------------
 def test_each_business_event_shows_in_one_incremental_call(world: World) -> None:
     state = settled(world)

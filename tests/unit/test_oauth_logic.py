@@ -100,6 +100,7 @@ def test_xero_consent_address_carries_state_and_an_s256_challenge() -> None:
         "offline_access",
         "accounting.transactions",
         "accounting.contacts",
+        "accounting.settings.read",
     ]
     assert query["redirect_uri"] == "http://127.0.0.1:5000/callback"
     assert "shh" not in first.url and first.code_verifier not in repr(first)

@@ -212,7 +212,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         )
         _sqlite_setup(engine, path)
     else:
-        engine = create_engine(parsed, json_serializer=dumps, pool_pre_ping=True)
+        engine = _postgresql(parsed, json_serializer=dumps)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT count(*) FROM sqlite_master" if path else "SELECT 1"))
@@ -272,7 +272,17 @@ def open_engine_unchecked(parsed: URL, path: Path | None) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         _damage_as_error(engine, path or parsed.database or "")
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return _postgresql(parsed)
+
+
+def _postgresql(parsed: URL, **options: Any) -> Engine:
+    try:
+        return create_engine(parsed, pool_pre_ping=True, **options)
+    except ImportError as err:  # the driver is an extra: pip install 'arsync[postgresql]'
+        raise ConfigError(
+            "store.url: a PostgreSQL store needs the psycopg driver, which is not installed: "
+            "install arsync with its PostgreSQL extra (pip install 'arsync[postgresql]')"
+        ) from err
 
 
 def _damage_as_error(engine: Engine, where: Path | str) -> None:

@@ -83,14 +83,16 @@ def _read_key_file(path: Path) -> list[bytes]:
         ) from None
     except OSError as err:
         raise ConfigError(f"cannot read the token key file {path}: {err.strerror}") from err
+    # fstat on the open file: what is checked is what is read
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ConfigError(
+            f"the token key file {path} is {what}: secrets.key_file must name a file "
+            "(arsync creates it on the first `arsync connect`)"
+        )
     with os.fdopen(fd, "rb") as handle:
-        # fstat on the open file: the mode checked is the mode of the file read
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(
-                f"the token key file {path} is a folder (or another thing that is not a file): "
-                "name a file in secrets.key_file"
-            )
         mode = info.st_mode & 0o777
         if mode & 0o077:
             raise ConfigError(
