@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from arsync.clock import SystemClock
 from arsync.connectors.base import (
     PLATFORM_NAMES,
     QBO_LIMITS,
@@ -319,6 +320,25 @@ class _Answer:
             self._pending = None
 
 
+#: a person's browser answers in the machine's real time, whatever clock arsync runs on
+_REAL_TIME = SystemClock()
+
+
+def _wait_for(ready: Callable[[], bool], timeout: float) -> bool:
+    """Whether `ready()` came true within `timeout` seconds of real time.
+
+    Polled with short sleeps rather than a timed lock wait, which some ways of running the
+    machine's clock apart from its own (libfaketime, for one) turn into a wait without end.
+    """
+    deadline = _REAL_TIME.monotonic() + timeout
+    while not ready():
+        left = deadline - _REAL_TIME.monotonic()
+        if left <= 0:
+            return False
+        _REAL_TIME.sleep(min(0.05, left))
+    return True
+
+
 class _PendingPage:
     def __init__(self) -> None:
         self._ready = threading.Event()
@@ -330,7 +350,7 @@ class _PendingPage:
         self._ready.set()
 
     def wait(self, timeout: float) -> None:
-        self._ready.wait(timeout)
+        _wait_for(self._ready.is_set, timeout)
 
 
 class _Listener:
@@ -390,13 +410,12 @@ class _Listener:
         _respond(request, pending.status, pending.page)
 
     def wait(self, timeout: float) -> _Answer:
-        try:
-            return self.answers.get(timeout=timeout)
-        except queue.Empty:
-            raise AuthError(
-                f"no answer from the browser within {timeout:.0f} seconds; nothing was stored. "
-                "Run `arsync connect` again (or use --headless on a machine without a browser)"
-            ) from None
+        if _wait_for(lambda: not self.answers.empty(), timeout):
+            return self.answers.get_nowait()
+        raise AuthError(
+            f"no answer from the browser within {timeout:.0f} seconds; nothing was stored. "
+            "Run `arsync connect` again (or use --headless on a machine without a browser)"
+        )
 
     def close(self) -> None:
         self.done.set()
