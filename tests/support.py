@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from arsync.clock import Clock
@@ -14,7 +15,7 @@ from arsync.connectors.base import Connector, Limits, TokenSource
 from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import ApiSession
 from arsync.demo import sandbox_time
-from arsync.domain import Page
+from arsync.domain import Invoice, InvoiceStatus, Page
 from arsync.sandbox import Sandbox, SandboxSettings
 from arsync.store import ConnectorRow, Store, open_store
 
@@ -105,3 +106,23 @@ def store_for(sandbox: Sandbox, url: str) -> Store:
 def connector_row(store: Store, name: str) -> ConnectorRow | None:
     with store.reading() as tx:
         return tx.connectors.by_name(name)
+
+
+def invoice(ext: str | int, balance: str = "100.00", **changes: object) -> Invoice:
+    """An invoice of 100.00 GBP to customer c1, issued 1 Oct and due 31 Oct 2026; open while
+    anything is owed; `changes` replace any field."""
+    owed = Decimal(balance)
+    made = Invoice(
+        id=str(ext),
+        number=f"INV-{ext}",
+        customer_id="c1",
+        issue_date=date(2026, 10, 1),
+        due_date=date(2026, 10, 31),
+        currency="GBP",
+        total=Decimal("100.00"),
+        balance=owed,
+        status=InvoiceStatus.OPEN if owed else InvoiceStatus.PAID,
+        sent=False,
+        updated_at=TEST_NOW,
+    )
+    return replace(made, **changes)  # type: ignore[arg-type]

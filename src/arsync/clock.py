@@ -106,21 +106,14 @@ class FrozenClock:
         return f"FrozenClock({self.now().isoformat()})"
 
 
-class OffsetClock:
+class OffsetClock(SystemClock):
     """The machine's clock shifted by a fixed offset: ticks in real time from another epoch."""
 
     def __init__(self, offset: timedelta) -> None:
         self.offset = offset
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
+        return super().now() + self.offset
 
     def __repr__(self) -> str:
         return f"OffsetClock({self.offset})"

@@ -22,7 +22,7 @@ from arsync.config import Config, ConnectorConfig
 from arsync.connectors.base import Connector, Link, TokenSource, factory_for
 from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import DEFAULT_TIMEOUT, ApiSession
-from arsync.errors import ArsyncError, NotConnected
+from arsync.errors import NotConnected
 from arsync.store import ConnectorRow, Store, open_store
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def clock_for(config: Config) -> Clock:
     if url is None:
         return SystemClock()
     clock = sandbox_clock(url)
-    log.info("time follows the sandbox", sandbox=url, now=clock.now().isoformat())
+    log.debug("time follows the sandbox", sandbox=url, now=clock.now().isoformat())
     return clock
 
 
@@ -169,12 +169,7 @@ class Runtime:
 
     def close(self) -> None:
         for coordinator in self._coordinators.values():
-            try:
-                coordinator.close()
-            except ArsyncError as err:  # e.g. usage not written: the next start counts anew
-                log.warning(
-                    "closing a connector failed", connector=coordinator.name, error=str(err)
-                )
+            coordinator.close()
         for app in self._apps:
             app.close()
         self.store.close()

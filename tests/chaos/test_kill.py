@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -271,7 +272,7 @@ def _hold_postgresql(
                 if waiting:
                     break
             assert proc.poll() is None, "the sync ended before it was held"
-            threading.Event().wait(0.1)
+            time.sleep(0.1)
         assert waiting == 1, "never saw the sync wait inside its page transaction"
         yield
     finally:
@@ -298,7 +299,7 @@ def _hold_sqlite(world: World, proc: subprocess.Popen[bytes]) -> Iterator[None]:
             held = held + 1 if _write_locked(path) else 0
             if held >= 3:  # locked on three looks in a row: stuck in the trigger
                 break
-            threading.Event().wait(0.2)
+            time.sleep(0.2)
         assert held >= 3, "never saw the sync held inside its page transaction"
         yield
     finally:

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from arsync.clock import FrozenClock
-from arsync.domain import CompanyInfo, Invoice, InvoiceStatus, Kind, Page
+from arsync.domain import CompanyInfo, Kind, Page
 from arsync.store import (
     ConnectorState,
     Entity,
@@ -30,6 +30,7 @@ from arsync.store import (
 )
 from arsync.store.engine import open_engine
 from arsync.store.schema import metadata
+from tests.support import invoice
 
 T = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
@@ -49,22 +50,6 @@ def store(db_url: str, clock: FrozenClock) -> Iterator[Store]:
 def connector(store: Store, name: str = "acme", platform: str = "xero") -> int:
     with store.transaction() as tx:
         return tx.connectors.ensure(name, platform).id
-
-
-def invoice(ext: str) -> Invoice:
-    return Invoice(
-        id=ext,
-        number=f"INV-{ext}",
-        customer_id="c1",
-        issue_date=date(2026, 10, 1),
-        due_date=date(2026, 10, 31),
-        currency="GBP",
-        total=Decimal("100.00"),
-        balance=Decimal("100.00"),
-        status=InvoiceStatus.OPEN,
-        sent=False,
-        updated_at=T,
-    )
 
 
 # -- the schema -----------------------------------------------------------------------------------

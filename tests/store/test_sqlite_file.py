@@ -7,17 +7,17 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from arsync.clock import FrozenClock
-from arsync.domain import Invoice, InvoiceStatus, Kind, Page
+from arsync.domain import Kind, Page
 from arsync.errors import ConfigError, StoreDamaged
 from arsync.store import open_store, probe
 from arsync.store.engine import RECOVERY_ADVICE, open_engine
+from tests.support import invoice
 
 T = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
@@ -25,22 +25,8 @@ T = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 def filled(path: Path, invoices: int = 3000) -> None:
     """A store holding one connector and `invoices` invoices (several hundred pages)."""
     store = open_store(f"sqlite:///{path}", FrozenClock(T))
-    items: list[object] = [
-        Invoice(
-            id=str(n),
-            number=f"INV-{n:06d}-" + "x" * 60,
-            customer_id="c1",
-            issue_date=date(2026, 10, 1),
-            due_date=date(2026, 10, 31),
-            currency="GBP",
-            total=Decimal("100.00"),
-            balance=Decimal("100.00"),
-            status=InvoiceStatus.OPEN,
-            sent=False,
-            updated_at=T,
-        )
-        for n in range(invoices)
-    ]
+    # long numbers, so the invoices fill many pages of the database file
+    items: list[object] = [invoice(n, number=f"INV-{n:06d}-" + "x" * 60) for n in range(invoices)]
     with store.transaction() as tx:
         cid = tx.connectors.ensure("acme", "xero").id
         tx.records.apply_page(cid, None, Page("t", items, {}))  # type: ignore[arg-type]

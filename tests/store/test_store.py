@@ -16,8 +16,6 @@ from arsync.domain import (
     Allocation,
     Deleted,
     DocStatus,
-    Invoice,
-    InvoiceStatus,
     Kind,
     Page,
     Payment,
@@ -27,29 +25,9 @@ from arsync.errors import ConfigError
 from arsync.store import PageOutcome, Store, open_store
 from arsync.store.engine import filesystem_type, head_revision, open_engine
 from arsync.store.schema import events, quarantine
+from tests.support import invoice
 
 T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-def invoice(ext: str, balance: str = "100.00", **changes: object) -> Invoice:
-    base = Invoice(
-        id=ext,
-        number=f"INV-{ext}",
-        customer_id="c1",
-        issue_date=date(2026, 10, 1),
-        due_date=date(2026, 10, 31),
-        currency="USD",
-        total=Decimal("100.00"),
-        balance=Decimal(balance),
-        status=InvoiceStatus.OPEN if Decimal(balance) else InvoiceStatus.PAID,
-        sent=False,
-        updated_at=T,
-    )
-    return base if not changes else type(base)(**{**_fields(base), **changes})  # type: ignore[arg-type]
-
-
-def _fields(inv: Invoice) -> dict[str, object]:
-    return {name: getattr(inv, name) for name in inv.__slots__}
 
 
 def page(items: list[object], cursor: dict[str, object], **kw: object) -> Page:

@@ -7,8 +7,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -16,31 +15,16 @@ import pytest
 from arsync.clock import FrozenClock
 from arsync.connectors.base import Limits, Link, StaticTokens, register
 from arsync.connectors.http import ApiSession
-from arsync.domain import CompanyInfo, Invoice, InvoiceStatus, Page
+from arsync.domain import CompanyInfo, Page
 from arsync.errors import DataError, Parked, TransientError
 from arsync.logs import configure
 from arsync.runtime import Coordinator
 from arsync.store import ConnectorState, RunOutcome, Store, open_store
 from arsync.sync import FAILED, OK, PARKED, SKIPPED, sync_all, sync_connector
+from tests.support import invoice
 
 T = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 LIMITS = Limits(per_minute=10_000, per_second=None, concurrent=5, per_day=None)
-
-
-def invoice(n: int) -> Invoice:
-    return Invoice(
-        id=str(n),
-        number=f"INV-{n}",
-        customer_id="c1",
-        issue_date=date(2026, 10, 1),
-        due_date=date(2026, 10, 31),
-        currency="GBP",
-        total=Decimal("100.00"),
-        balance=Decimal("100.00"),
-        status=InvoiceStatus.OPEN,
-        sent=False,
-        updated_at=T,
-    )
 
 
 @dataclass

@@ -26,7 +26,7 @@ import structlog
 
 from arsync.clock import Clock
 from arsync.connectors.base import Limits
-from arsync.errors import ArsyncError, Parked
+from arsync.errors import Parked
 from arsync.words import span
 
 log = structlog.get_logger("arsync.governor")
@@ -167,7 +167,7 @@ class RateGovernor:
             return
         try:
             self._usage.save(pending)
-        except ArsyncError as err:
+        except Exception as err:  # a locked or damaged store: the calls themselves went fine
             log.warning("API usage not written; kept for the next try", error=str(err))
             with self._cond:
                 for minute, calls in pending.items():

@@ -9,11 +9,12 @@ ended it, when and why; both are written to the events table as they happen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from arsync.store.models import Hold, Instalment, PaymentPlan
 from arsync.store.schema import holds, payment_plans, plan_instalments
@@ -51,6 +52,30 @@ def _hold(row: Any) -> Hold:
         ended_by=row.ended_by,
         ended_at=row.ended_at,
         end_reason=row.end_reason,
+    )
+
+
+def _end(
+    conn: Connection,
+    table: Table,
+    row_id: int,
+    *,
+    current: StrEnum,
+    to: StrEnum,
+    what: str,
+    by: str,
+    reason: str,
+    at: datetime,
+) -> None:
+    """End an active hold or plan: its state, who ended it, when and why."""
+    if to.value == "active":
+        raise ValueError(f"a {what} ends in a state other than active")
+    if current.value != "active":
+        raise ValueError(f"{what} {row_id} already ended ({current.value})")
+    conn.execute(
+        update(table)
+        .where(table.c.id == row_id)
+        .values(state=to.value, ended_by=by, ended_at=at, end_reason=reason.strip())
     )
 
 
@@ -134,17 +159,17 @@ class HoldsRepo:
 
     def end(self, hold_id: int, state: HoldState, *, by: str, reason: str) -> Hold:
         """End an active hold: cleared, broken (a promise not kept) or kept (paid)."""
-        if state is HoldState.ACTIVE:
-            raise ValueError("a hold ends in a state other than active")
         hold = self.get(hold_id)
-        if hold.state is not HoldState.ACTIVE:
-            raise ValueError(f"hold {hold_id} already ended ({hold.state.value})")
-        self._conn.execute(
-            update(holds)
-            .where(_h.id == hold_id)
-            .values(
-                state=state.value, ended_by=by, ended_at=self._tx.now, end_reason=reason.strip()
-            )
+        _end(
+            self._conn,
+            holds,
+            hold_id,
+            current=hold.state,
+            to=state,
+            what="hold",
+            by=by,
+            reason=reason,
+            at=self._tx.now,
         )
         entity, external_id = _trail(hold)
         self._tx.events.append(
@@ -268,17 +293,18 @@ class PlansRepo:
         return plan
 
     def end(self, plan_id: int, state: PlanState, *, by: str, reason: str) -> PaymentPlan:
-        if state is PlanState.ACTIVE:
-            raise ValueError("a plan ends in a state other than active")
+        """End an active plan: completed (every instalment paid) or ended (missed, or by hand)."""
         plan = self.get(plan_id)
-        if plan.state is not PlanState.ACTIVE:
-            raise ValueError(f"payment plan {plan_id} already ended ({plan.state.value})")
-        self._conn.execute(
-            update(payment_plans)
-            .where(_p.id == plan_id)
-            .values(
-                state=state.value, ended_by=by, ended_at=self._tx.now, end_reason=reason.strip()
-            )
+        _end(
+            self._conn,
+            payment_plans,
+            plan_id,
+            current=plan.state,
+            to=state,
+            what="payment plan",
+            by=by,
+            reason=reason,
+            at=self._tx.now,
         )
         self._tx.events.append(
             plan.connector_id,
