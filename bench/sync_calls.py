@@ -1,11 +1,12 @@
 """API calls and peak memory of `arsync sync` against the sandbox, run as a user would run it.
 
 The sandbox (a QBO company and a Xero organisation of N invoices each, rate limits lifted) runs
-in a process of its own; both connectors are linked through their consent pages with
-`arsync connect`; then `arsync sync` runs three times in fresh processes: the initial sync, an
-idle incremental cycle, and the same with a forced sweep. Each line gives the calls the sync
-made per connector, the minimum the page caps allow for the initial sync, and the sync
-process's peak resident memory (ru_maxrss).
+in a process of its own, on a clock that ticks 400 days ahead of the machine's (arsync follows
+it, so nothing may rest on the two agreeing); both connectors are linked through their consent
+pages with `arsync connect`; then `arsync sync` runs in fresh processes: the initial sync, a
+first and an idle incremental cycle, and one with a forced sweep. Each line gives the API calls
+the sandbox's ledger counted per platform, the minimum the page caps allow for the initial sync,
+and the sync process's peak resident memory (ru_maxrss).
 
     .venv/bin/python bench/sync_calls.py --invoices 10000 100000
 """
@@ -14,30 +15,31 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
-import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.served import sandbox_process
 from tests.e2e.test_sync_e2e import ARSYNC, SECRETS, connect, write_home
 
 
-def serve(invoices: int, customers: int, port: int) -> None:
+def serve(port: int, invoices: int, customers: int) -> None:
     from arsync.sandbox import Sandbox, SandboxServer, SandboxSettings
     from arsync.sandbox.core import QboLimits, XeroLimits
 
     sandbox = Sandbox(
         SandboxSettings(
             seed=5,
+            start=datetime.now(UTC) + timedelta(days=400),
             customers=customers,
             invoices=invoices,
             qbo=QboLimits(per_second=100_000, per_minute=1_000_000),
@@ -68,8 +70,22 @@ def minimum(sizes: list[int]) -> int:
     return sum(max(1, math.floor(n / 1000) + 1) for n in sizes)
 
 
-def run_sync(home: Path, *args: str) -> tuple[dict[str, int], float, str]:
+#: an API call of each platform in the ledger (not OAuth, not the control plane)
+API = {"qbo": "/v3/company/", "xero": "/api.xro/2.0/"}
+
+
+def ledger_calls(url: str) -> dict[str, int]:
+    """API calls so far, per platform, as the sandbox counted them."""
+    entries = httpx.get(f"{url}/_sandbox/ledger", params={"kind": "request"}).json()["entries"]
+    return {
+        platform: sum(1 for e in entries if e["platform"] == platform and key in e["endpoint"])
+        for platform, key in API.items()
+    }
+
+
+def run_sync(url: str, home: Path, *args: str) -> tuple[dict[str, int], float, str]:
     env = {**os.environ, **SECRETS, "COLUMNS": "200"}
+    counted = ledger_calls(url)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.monotonic()
     done = subprocess.run(
@@ -83,30 +99,14 @@ def run_sync(home: Path, *args: str) -> tuple[dict[str, int], float, str]:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode != 0:
         raise SystemExit(f"sync failed: {done.stdout}\n{done.stderr}")
-    calls = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\S+)\s+ok\s.*\((\d+) API calls?\)", done.stdout, re.M)
-    }
+    now = ledger_calls(url)
+    calls = {f"books-{platform}": now[platform] - counted[platform] for platform in API}
     mem = f"{peak / 1024:.0f} MB" if peak > before else "≤ earlier peak"
     return calls, elapsed, mem
 
 
 def bench(invoices: int, customers: int) -> None:
-    from arsync.sandbox.server import free_port
-
-    port = free_port()
-    proc = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(invoices, customers, port), daemon=True
-    )
-    proc.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                httpx.get(f"{url}/_sandbox/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    with sandbox_process(serve, invoices, customers) as (url, port):
         counts = eval(Path(f"/tmp/arsync-bench-{port}.counts").read_text())
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "home"
@@ -120,7 +120,7 @@ def bench(invoices: int, customers: int) -> None:
                 ("idle incremental", ()),
                 ("incremental + sweep", ("--sweep",)),
             ):
-                calls, elapsed, mem = run_sync(home, *args)
+                calls, elapsed, mem = run_sync(url, home, *args)
                 line = f"  {label:<20} {elapsed:6.1f} s  peak {mem:>10}  calls: " + ", ".join(
                     f"{k} {v}" for k, v in sorted(calls.items())
                 )
@@ -130,8 +130,6 @@ def bench(invoices: int, customers: int) -> None:
                         f"books-xero {minimum(counts['xero'])})"
                     )
                 print(line, flush=True)
-    finally:
-        proc.kill()
 
 
 def main() -> None:
