@@ -82,11 +82,11 @@ def store(db_url: str) -> Iterator[Store]:
     made.close()
 
 
-def coordinator(store: Store, name: str, script: Script) -> Coordinator:
+def coordinator(store: Store, name: str, script: Script, limits: Limits = LIMITS) -> Coordinator:
     SCRIPTS[name] = script
     with store.transaction() as tx:
         row, _ = tx.connectors.link(name, "fake", f"tenant-{name}", CompanyInfo(name), at=T)
-    link = Link(name, "fake", f"tenant-{name}", "http://fake.invalid", LIMITS)
+    link = Link(name, "fake", f"tenant-{name}", "http://fake.invalid", limits)
     return Coordinator(name, row.id, link, StaticTokens("t"), store)
 
 
@@ -232,3 +232,20 @@ def test_the_sweep_schedule_reads_the_injected_clock(store: Store) -> None:
     c.connector.pull = spy.__get__(c.connector)  # type: ignore[method-assign]
     sync_connector(store, c)
     assert seen == [T + timedelta(days=400)]
+
+
+def test_the_days_calls_outlive_the_coordinator(store: Store) -> None:
+    """A restart (a new process, a new coordinator) starts from the calls already made today:
+    the governor's usage is written to the store and read back."""
+    limits = Limits(per_minute=1000, per_second=None, concurrent=5, per_day=5)
+    first = coordinator(store, "counted", Script(pages=0), limits)
+    for _ in range(5):
+        started = first.governor.acquire()
+        first.governor.release(started=started)
+    first.close()
+    with store.reading() as tx:
+        assert sum(n for _, n in tx.usage.since(first.connector_id, T - timedelta(days=1))) == 5
+
+    restarted = coordinator(store, "counted", Script(pages=0), limits)
+    with pytest.raises(Parked):  # the day's five are spent: a long wait, so it parks
+        restarted.governor.acquire()
