@@ -8,6 +8,8 @@ Only the repositories in this package read or write these tables.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -260,6 +262,25 @@ api_usage = Table(
     Column("calls", Integer, nullable=False),
 )
 
+
+def _set_and_ended(states: type[StrEnum]) -> list[SchemaItem]:
+    """Who set a hold or a plan, when and why; its state; who ended it, when and why."""
+    return [
+        Column("reason", Text, nullable=False),
+        #: HoldSource, and who: a person's name, or the ledger's marker ("QuickBooks customer
+        #: type")
+        Column("source", String(10), nullable=False),
+        Column("set_by", String(200), nullable=False),
+        Column("set_at", UtcDateTime, nullable=False),
+        Column("state", String(10), nullable=False),
+        Column("ended_by", String(200)),
+        Column("ended_at", UtcDateTime),
+        Column("end_reason", Text),
+        check("state", states, "state"),
+        check("source", HoldSource, "source"),
+    ]
+
+
 #: holds on an invoice or a customer, each with who set it, when and why (the paper trail)
 holds = Table(
     "holds",
@@ -279,19 +300,8 @@ holds = Table(
     #: a promise's or a settlement's amount, in `currency`
     Column("amount", Amount),
     Column("currency", String(3)),
-    Column("reason", Text, nullable=False),
-    #: HoldSource, and who: a person's name, or the ledger's marker ("QuickBooks customer type")
-    Column("source", String(10), nullable=False),
-    Column("set_by", String(200), nullable=False),
-    Column("set_at", UtcDateTime, nullable=False),
-    #: HoldState
-    Column("state", String(10), nullable=False),
-    Column("ended_by", String(200)),
-    Column("ended_at", UtcDateTime),
-    Column("end_reason", Text),
+    *_set_and_ended(HoldState),
     check("kind", HoldKind, "kind"),
-    check("state", HoldState, "state"),
-    check("source", HoldSource, "source"),
     CheckConstraint("customer_id IS NOT NULL OR invoice_id IS NOT NULL", name="target"),
     CheckConstraint("amount IS NULL OR currency IS NOT NULL", name="currency"),
 )
@@ -311,17 +321,7 @@ payment_plans = Table(
     Column("currency", String(3), nullable=False),
     #: how many instalments may be missed before the plan ends
     Column("missed_allowed", Integer, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("source", String(10), nullable=False),
-    Column("set_by", String(200), nullable=False),
-    Column("set_at", UtcDateTime, nullable=False),
-    #: PlanState
-    Column("state", String(10), nullable=False),
-    Column("ended_by", String(200)),
-    Column("ended_at", UtcDateTime),
-    Column("end_reason", Text),
-    check("state", PlanState, "state"),
-    check("source", HoldSource, "source"),
+    *_set_and_ended(PlanState),
     CheckConstraint("missed_allowed >= 0", name="missed_allowed"),
 )
 Index("ix_payment_plans_active", payment_plans.c.connector_id, payment_plans.c.state)
