@@ -200,9 +200,8 @@ def test_read_models_are_typed(store: Store) -> None:
         )
     assert again is False
     assert row.status is ConnectorState.CONNECTED and row.linked
-    assert row.company == CompanyInfo(
-        "Acme Ltd", "GBP", "GB", timezone="GMTSTANDARDTIME", edition="STANDARD"
-    )
+    assert (row.company_name, row.base_currency, row.country) == ("Acme Ltd", "GBP", "GB")
+    assert (row.platform_timezone, row.edition) == ("GMTSTANDARDTIME", "STANDARD")
     with store.transaction() as tx:
         tx.connectors.mark_reconnect_needed(row.id, "refused")
     with store.reading() as tx:
@@ -225,7 +224,6 @@ def test_a_run_is_ok_only_when_finished_ok(store: Store, clock: FrozenClock) -> 
         row = tx.connectors.get(cid)
         assert row.last_sync_at == T and row.last_sync_ok_at is None
         assert row.last_error == "the platform failed"
-        assert not tx.runs.any_ok(cid)
     with store.transaction() as tx:
         second = tx.runs.begin(cid, full=False)
         tx.runs.finish(second, RunOutcome.OK, api_calls=1)
@@ -233,7 +231,6 @@ def test_a_run_is_ok_only_when_finished_ok(store: Store, clock: FrozenClock) -> 
         row = tx.connectors.get(cid)
         assert row.last_sync_ok_at == T + timedelta(seconds=60) and row.last_error is None
         assert tx.runs.last_finished()[cid].id == second
-        assert tx.runs.any_ok(cid)
     with pytest.raises(ValueError, match="finished with its outcome"), store.transaction() as tx:
         tx.runs.finish(second, RunOutcome.RUNNING, api_calls=None)
 

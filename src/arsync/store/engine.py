@@ -204,7 +204,6 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         check_sqlite_place(path)
         if not check_sqlite_file(path):
             _create_sqlite(path)
-    if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             parsed,
             json_serializer=dumps,
@@ -214,23 +213,12 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     else:
         engine = _postgresql(parsed, json_serializer=dumps)
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT count(*) FROM sqlite_master" if path else "SELECT 1"))
-    except OperationalError as err:
-        engine.dispose()
-        raise ConfigError(
-            f"store.url: cannot open the database {parsed.render_as_string(hide_password=True)}: "
-            f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
-        ) from err
+        _reach(engine, parsed)
+        if migrate:
+            upgrade(engine)
     except BaseException:
         engine.dispose()
         raise
-    if migrate:
-        try:
-            upgrade(engine)
-        except BaseException:
-            engine.dispose()
-            raise
     return engine
 
 
@@ -240,7 +228,9 @@ def probe(url: str) -> None:
     Raises what `open_engine` would."""
     parsed = parse_url(url)
     path = sqlite_path(parsed)
-    if path is not None:
+    if path is None:
+        engine = _postgresql(parsed)
+    else:
         check_sqlite_place(path, create=False)
         if not check_sqlite_file(path):
             return
@@ -248,31 +238,28 @@ def probe(url: str) -> None:
         parsed = parsed.set(
             database=f"file:{path}", query={"mode": "ro", "immutable": "1", "uri": "true"}
         )
-    engine = open_engine_unchecked(parsed, path)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
+        _damage_as_error(engine, path)
     try:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT count(*) FROM sqlite_master" if path else "SELECT 1"))
-        except OperationalError as err:
-            raise ConfigError(
-                "store.url: cannot open the database "
-                f"{parsed.render_as_string(hide_password=True)}: "
-                f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
-            ) from err
-        current = current_revision(engine)
-        script = ScriptDirectory.from_config(_alembic_config())
-        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
-            raise _newer(engine, current)
+        _reach(engine, parsed)
+        _refuse_unknown(engine, current_revision(engine))
     finally:
         engine.dispose()
 
 
-def open_engine_unchecked(parsed: URL, path: Path | None) -> Engine:
-    if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
-        _damage_as_error(engine, path or parsed.database or "")
-        return engine
-    return _postgresql(parsed)
+def _reach(engine: Engine, parsed: URL) -> None:
+    """One statement, so that an unreachable or unreadable database says so now."""
+    probe_sql = (
+        "SELECT count(*) FROM sqlite_master" if engine.dialect.name == "sqlite" else "SELECT 1"
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(probe_sql))
+    except OperationalError as err:
+        raise ConfigError(
+            f"store.url: cannot open the database {parsed.render_as_string(hide_password=True)}: "
+            f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
+        ) from err
 
 
 def _postgresql(parsed: URL, **options: Any) -> Engine:
@@ -370,24 +357,25 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def _newer(engine: Engine, current: str) -> ConfigError:
-    return ConfigError(
-        f"the store at {engine.url.render_as_string(hide_password=True)} was written by a "
-        f"newer arsync (schema revision {current}); upgrade arsync instead of using an "
-        "older one on it"
-    )
+def _refuse_unknown(engine: Engine, current: str | None) -> None:
+    """A revision this arsync does not know was written by a newer one: never touch it."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise ConfigError(
+            f"the store at {engine.url.render_as_string(hide_password=True)} was written by a "
+            f"newer arsync (schema revision {current}); upgrade arsync instead of using an "
+            "older one on it"
+        )
 
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to this arsync's head revision (idempotent; safe to race)."""
-    script = ScriptDirectory.from_config(_alembic_config())
     head = head_revision()
     with _migration_lock(engine):
         current = current_revision(engine)
         if current == head:
             return
-        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
-            raise _newer(engine, current)
+        _refuse_unknown(engine, current)
         path = sqlite_path(engine.url)
         if current is not None and path is not None:
             _backup_sqlite(engine, path, current)

@@ -7,7 +7,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from arsync.domain import CompanyInfo
 from arsync.store.states import (
     ConnectorState,
     Entity,
@@ -49,19 +48,6 @@ class ConnectorRow:
 
     def parked_at(self, now: datetime) -> bool:
         return self.parked_until is not None and self.parked_until > now
-
-    @property
-    def company(self) -> CompanyInfo | None:
-        if self.company_name is None:
-            return None
-        return CompanyInfo(
-            name=self.company_name,
-            base_currency=self.base_currency,
-            country=self.country,
-            region=self.region,
-            timezone=self.platform_timezone,
-            edition=self.edition,
-        )
 
 
 @dataclass(frozen=True, slots=True)

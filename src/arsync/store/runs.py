@@ -113,14 +113,3 @@ class RunsRepo:
         )
         rows = self._conn.execute(select(sync_runs).where(_r.id.in_(last_ids)))
         return {row.connector_id: _run(row) for row in rows}
-
-    def any_ok(self, connector_id: int) -> bool:
-        """Whether any run of the connector ever finished ok."""
-        return (
-            self._conn.execute(
-                select(_r.id)
-                .where(_r.connector_id == connector_id, _r.outcome == RunOutcome.OK.value)
-                .limit(1)
-            ).first()
-            is not None
-        )

@@ -50,6 +50,18 @@ metadata = MetaData(
     }
 )
 
+
+def _connector_id(*, primary_key: bool = False) -> Column[int]:
+    """The connector a row belongs to; the row goes with it."""
+    return Column(
+        "connector_id",
+        Integer,
+        ForeignKey("connectors.id", ondelete="CASCADE"),
+        primary_key=primary_key,
+        nullable=False,
+    )
+
+
 connectors = Table(
     "connectors",
     metadata,
@@ -82,12 +94,7 @@ connectors = Table(
 tokens = Table(
     "tokens",
     metadata,
-    Column(
-        "connector_id",
-        Integer,
-        ForeignKey("connectors.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _connector_id(primary_key=True),
     #: Fernet tokens: never clear text
     Column("access_token", LargeBinary, nullable=False),
     Column("refresh_token", LargeBinary, nullable=False),
@@ -106,12 +113,7 @@ def _business(name: str, *columns: SchemaItem) -> Table:
     return Table(
         name,
         metadata,
-        Column(
-            "connector_id",
-            Integer,
-            ForeignKey("connectors.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        _connector_id(primary_key=True),
         Column("external_id", String(64), primary_key=True),
         *columns,
         #: the platform's own last-changed time
@@ -179,12 +181,7 @@ credits = _business(
 cursors = Table(
     "cursors",
     metadata,
-    Column(
-        "connector_id",
-        Integer,
-        ForeignKey("connectors.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _connector_id(primary_key=True),
     Column("state", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sync_id", Integer),
@@ -194,9 +191,7 @@ sync_runs = Table(
     "sync_runs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
-    ),
+    _connector_id(),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
     #: RunOutcome; a run left "running" was killed
@@ -214,9 +209,7 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
-    ),
+    _connector_id(),
     Column("sync_id", Integer),
     Column("at", UtcDateTime, nullable=False),
     #: Entity
@@ -235,9 +228,7 @@ quarantine = Table(
     "quarantine",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
-    ),
+    _connector_id(),
     Column("sync_id", Integer),
     Column("at", UtcDateTime, nullable=False),
     Column("entity", String(20), nullable=False),
@@ -252,12 +243,7 @@ quarantine = Table(
 api_usage = Table(
     "api_usage",
     metadata,
-    Column(
-        "connector_id",
-        Integer,
-        ForeignKey("connectors.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _connector_id(primary_key=True),
     Column("minute", UtcDateTime, primary_key=True),
     Column("calls", Integer, nullable=False),
 )
@@ -286,9 +272,7 @@ holds = Table(
     "holds",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
-    ),
+    _connector_id(),
     #: HoldKind
     Column("kind", String(20), nullable=False),
     #: the customer held (a pause), or the invoice's customer
@@ -312,9 +296,7 @@ payment_plans = Table(
     "payment_plans",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "connector_id", Integer, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False
-    ),
+    _connector_id(),
     Column("customer_id", String(64), nullable=False),
     #: the invoices the plan covers: ["id", ...]
     Column("invoice_ids", JSON, nullable=False),

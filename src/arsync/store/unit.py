@@ -13,7 +13,6 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
@@ -98,10 +97,6 @@ class Store:
             with conn.begin():
                 yield Tx(conn, self.clock)
 
-    @property
-    def lock_dir(self) -> Path | None:
-        return lock_dir(self.engine)
-
     @contextlib.contextmanager
     def exclusive(self, name: str, *, wait: bool = False) -> Iterator[None]:
         """A lock across processes (a file lock beside SQLite, an advisory lock in PostgreSQL).
@@ -124,7 +119,7 @@ class Store:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
             return
-        directory = self.lock_dir
+        directory = lock_dir(self.engine)
         if directory is None:  # an in-memory store: no other process can reach it
             yield
             return
