@@ -72,7 +72,6 @@ class XeroClient:
         self.tenant_id = tenant_id
         root = api_base.rstrip("/")
         self._base = f"{root}/api.xro/2.0"
-        self._connections = f"{root}/connections"
 
     def _get(
         self,
@@ -140,15 +139,6 @@ class XeroClient:
         if not rows:
             raise DataError(f"{what}: the reply lists no organisation")
         return rows[0]
-
-    def connections(self) -> list[Row]:
-        """The organisations this grant reaches (GET /connections; no tenant header)."""
-        what = "Xero connections"
-        reply = self.session.call("GET", self._connections, what)
-        body = reply.body
-        if not isinstance(body, list) or not all(isinstance(c, dict) for c in body):
-            raise DataError(f"{what}: the reply is not a list of connections")
-        return body
 
 
 def _rows(body: Any, key: str, what: str) -> list[Row]:
