@@ -137,9 +137,10 @@ class QuickBooksConnector:
             self._home = (home if isinstance(home, str) else None,)
         phase = state.get("phase") if state is not None else None
         if full or state is None or phase != "incremental":
-            resume = state if state is not None and not full and phase == "initial" else None
-            company = self.company() if resume is None else None
-            yield from self._full_pass(resume, self._home_currency(), company)
+            if state is not None and not full and phase == "initial":
+                yield from self._full_pass(state, self._home_currency(), None)
+            else:
+                yield from self._new_pass()
             return
         home = self._home_currency()
         try:
@@ -148,7 +149,7 @@ class QuickBooksConnector:
             since = None
         if since is None or since < now - (CDC_LOOKBACK - LOOKBACK_MARGIN):
             # CDC cannot look back that far: only a full pass sees everything again.
-            yield from self._full_pass(None, home, self.company())
+            yield from self._new_pass()
             return
         try:
             cursor = yield from self._incremental(state, since, home)
@@ -162,7 +163,7 @@ class QuickBooksConnector:
                 connector=self.link.name,
                 since=since.isoformat(),
             )
-            yield from self._full_pass(None, home, self.company())
+            yield from self._new_pass()
             return
         try:
             swept_at: datetime | None = _moment(state.get("swept_at"), "QuickBooks cursor")
@@ -170,6 +171,11 @@ class QuickBooksConnector:
             swept_at = None
         if force_sweep or swept_at is None or now - swept_at >= self.link.sweep_every:
             yield from self._sweep(cursor, local_open, home)
+
+    def _new_pass(self) -> Iterator[Page]:
+        """A full pass from the top, the company (and its home currency) read again first."""
+        company = self.company()
+        yield from self._full_pass(None, self._home_currency(), company)
 
     # -- paging ------------------------------------------------------------------------------------
     def _pages(
