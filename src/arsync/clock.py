@@ -144,14 +144,16 @@ class FollowingClock:
         return "FollowingClock()"
 
 
-def sandbox_clock(url: str, *, http: httpx.Client | None = None) -> Clock:
+def sandbox_clock(
+    url: str, *, where: str = "clock.sandbox", http: httpx.Client | None = None
+) -> Clock:
     """A clock that follows the sandbox served at `url` (`arsync sandbox serve`), read once now.
 
     A ticking sandbox clock gives an `OffsetClock` (real time from the sandbox's epoch); a frozen
     one a `FrozenClock` at its moment. Moving the sandbox's clock later is seen by the next
     arsync command, which reads it again.
     """
-    what = f"clock.sandbox: reading the sandbox's clock at {url}"
+    what = f"{where}: cannot read the sandbox's clock at {url}"
     client = http or httpx.Client(timeout=httpx.Timeout(10.0))
     try:
         reply = client.get(f"{url.rstrip('/')}/_sandbox/clock")
@@ -160,9 +162,11 @@ def sandbox_clock(url: str, *, http: httpx.Client | None = None) -> Clock:
         moment = _utc(datetime.fromisoformat(str(body["now"])))
         frozen = bool(body["frozen"])
     except httpx.HTTPError as err:
-        raise ConfigError(f"{what}: {type(err).__name__}: {err}") from err
+        raise ConfigError(
+            f"{what} ({type(err).__name__}: {err}); is `arsync sandbox serve` running there?"
+        ) from err
     except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{what}: the reply is not a sandbox clock ({err})") from err
+        raise ConfigError(f"{what}: the answer is not a sandbox's clock ({err})") from err
     finally:
         if http is None:
             client.close()

@@ -18,7 +18,7 @@ import structlog
 from cryptography.fernet import MultiFernet
 
 from arsync.clock import Clock, SystemClock, sandbox_clock
-from arsync.config import Config, ConnectorConfig
+from arsync.config import SETTINGS_FILE, Config, ConnectorConfig
 from arsync.connectors.base import Connector, Link, TokenSource, factory_for
 from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import DEFAULT_TIMEOUT, ApiSession
@@ -36,7 +36,7 @@ def clock_for(config: Config) -> Clock:
     url = config.settings.clock.sandbox
     if url is None:
         return SystemClock()
-    clock = sandbox_clock(url)
+    clock = sandbox_clock(url, where=f"{SETTINGS_FILE}: clock.sandbox")
     log.debug("time follows the sandbox", sandbox=url, now=clock.now().isoformat())
     return clock
 
