@@ -101,6 +101,9 @@ def sync(
     clock: Clock | None = None,
 ) -> list[SyncReport]:
     chosen = _chosen(config, names)
+    if not _store_made(config):
+        # Nothing was ever connected here: no store to make, as `status` makes none either.
+        return [_not_connected(c.name) for c in chosen]
     runtime = Runtime.open(config, clock)
     try:
         reports: dict[str, SyncReport] = {}
@@ -108,8 +111,8 @@ def sync(
         for connector in chosen:
             try:
                 coordinators.append(runtime.coordinator(connector.name))
-            except NotConnected as err:
-                reports[connector.name] = SyncReport(connector.name, SKIPPED, str(err), error=err)
+            except NotConnected:
+                reports[connector.name] = _not_connected(connector.name)
             except ArsyncError as err:
                 reports[connector.name] = SyncReport(connector.name, FAILED, str(err), error=err)
         for report in sync_all(
@@ -124,6 +127,19 @@ def sync(
         return [reports[c.name] for c in chosen]
     finally:
         runtime.close()
+
+
+def _not_connected(name: str) -> SyncReport:
+    err = NotConnected(f"not connected yet: run `arsync connect {name}`")
+    return SyncReport(name, SKIPPED, str(err), error=err)
+
+
+def _store_made(config: Config) -> bool:
+    """Whether the store exists (a SQLite file is there; a PostgreSQL store always may)."""
+    from arsync.store.engine import parse_url, sqlite_path
+
+    path = sqlite_path(parse_url(config.settings.store_url()))
+    return path is None or path.exists()
 
 
 def _chosen(config: Config, names: Sequence[str]) -> list[ConnectorConfig]:
@@ -207,15 +223,12 @@ def status(
     config: Config, names: Sequence[str], *, as_json: bool, clock: Clock | None = None
 ) -> None:
     from arsync.status import ConnectorStatus, gather, render
-    from arsync.store.engine import parse_url, sqlite_path
 
     for n in names:
         config.connector(n)
     configured = {n: c.platform_code for n, c in config.connectors.items()}
     clock = clock or clock_for(config)
-    url = config.settings.store_url()
-    path = sqlite_path(parse_url(url))
-    if path is not None and not path.exists():
+    if not _store_made(config):
         # Nothing was ever connected here: say so without creating a store as a side effect
         # (`status` in the wrong folder must not leave a database behind).
         statuses = [

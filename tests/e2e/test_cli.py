@@ -183,7 +183,7 @@ def test_demo_with_empty_books_owes_only_the_invoice_it_raises() -> None:
     assert out.count("1,250.00") >= 4  # raised, then aged, in each company
 
 
-def test_status_before_any_connect_reports_and_creates_nothing(tmp_path: Path) -> None:
+def test_status_and_sync_before_any_connect_report_and_create_nothing(tmp_path: Path) -> None:
     (tmp_path / "connectors").mkdir()
     (tmp_path / "connectors" / "acme.toml").write_text(
         'platform = "xero"\ndisplay_name = "Acme"\n'
@@ -192,4 +192,7 @@ def test_status_before_any_connect_reports_and_creates_nothing(tmp_path: Path) -
     result = run("status", "--home", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "not connected: run `arsync connect acme`" in result.stdout
+    synced = run("sync", "--home", str(tmp_path))
+    assert synced.returncode == 3, synced.stderr
+    assert "not connected yet: run `arsync connect acme`" in synced.stdout
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["acme.toml", "connectors"]
