@@ -60,6 +60,14 @@ class Customer:
     currency: str | None
     active: bool
     updated_at: datetime
+    #: the billing address's country (ISO 3166 alpha-2) and region, where the platform has them
+    country: str | None = None
+    region: str | None = None
+    #: the labels a bookkeeper gives the customer inside the ledger: QBO its customer type's
+    #: name, Xero its contact groups' names (read by the policy's ledger holds)
+    tags: tuple[str, ...] = ()
+    #: QBO Customer.Notes, the bookkeeper's free text (Xero contacts have none)
+    notes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ class Invoice:
     #: the platform has emailed it to the customer (QBO EmailStatus, Xero SentToContact)
     sent: bool
     updated_at: datetime
+    #: Xero's ExpectedPaymentDate ("Expected Date"): when the customer said they would pay
+    expected_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +201,6 @@ class Page:
     total: int | None = None
     #: the company as read during this pass (a full pass reads it again), stored with the page
     company: CompanyInfo | None = None
+    #: every customer's ledger labels as read in one go (Xero: the contact groups, read once a
+    #: sweep): a customer not named here has none. None: this page does not say.
+    tags: Mapping[str, tuple[str, ...]] | None = None

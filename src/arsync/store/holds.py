@@ -44,6 +44,7 @@ def _hold(row: Any) -> Hold:
         until=row.until,
         amount=row.amount,
         currency=row.currency,
+        basis=row.basis,
         reason=row.reason,
         source=HoldSource(row.source),
         set_by=row.set_by,
@@ -104,6 +105,7 @@ class HoldsRepo:
         until: date | None = None,
         amount: Decimal | None = None,
         currency: str | None = None,
+        basis: Decimal | None = None,
     ) -> Hold:
         """Record a new, active hold (and its event). What it names must make sense for its
         kind: a pause names a customer, the others an invoice (and may name its customer)."""
@@ -129,6 +131,7 @@ class HoldsRepo:
                 until=until,
                 amount=amount,
                 currency=currency,
+                basis=basis,
                 reason=reason.strip(),
                 source=source.value,
                 set_by=set_by.strip(),
@@ -201,6 +204,19 @@ class HoldsRepo:
         )
         return [_hold(r) for r in rows]
 
+    def ended_since(self, connector_id: int, since: datetime) -> list[Hold]:
+        """Holds that ended at or after `since` (the planner reads broken promises)."""
+        rows = self._conn.execute(
+            select(holds)
+            .where(
+                _h.connector_id == connector_id,
+                _h.state != HoldState.ACTIVE.value,
+                _h.ended_at >= since,
+            )
+            .order_by(_h.id)
+        )
+        return [_hold(r) for r in rows]
+
     def history(
         self,
         connector_id: int,
@@ -234,6 +250,7 @@ class PlansRepo:
         reason: str,
         set_by: str,
         source: HoldSource = HoldSource.ARSYNC,
+        basis: Decimal | None = None,
     ) -> PaymentPlan:
         if not invoice_ids:
             raise ValueError("a payment plan covers at least one invoice")
@@ -256,6 +273,7 @@ class PlansRepo:
                     customer_id=customer_id,
                     invoice_ids=list(dict.fromkeys(invoice_ids)),
                     currency=currency,
+                    basis=basis,
                     missed_allowed=missed_allowed,
                     reason=reason.strip(),
                     source=source.value,
@@ -340,6 +358,7 @@ class PlansRepo:
             invoice_ids=tuple(str(i) for i in row.invoice_ids),
             currency=row.currency,
             instalments=tuple(Instalment(p.seq, p.due, p.amount) for p in parts),
+            basis=row.basis,
             missed_allowed=row.missed_allowed,
             reason=row.reason,
             source=HoldSource(row.source),

@@ -119,6 +119,8 @@ class Hold:
     until: date | None
     amount: Decimal | None
     currency: str | None
+    #: the invoice's balance when the hold was set
+    basis: Decimal | None
     reason: str
     source: HoldSource
     set_by: str
@@ -144,6 +146,8 @@ class PaymentPlan:
     invoice_ids: tuple[str, ...]
     currency: str
     instalments: tuple[Instalment, ...]
+    #: the covered invoices' balance when the plan was agreed (None: not recorded)
+    basis: Decimal | None
     missed_allowed: int
     reason: str
     source: HoldSource
@@ -159,8 +163,19 @@ class PaymentPlan:
         return sum((i.amount for i in self.instalments), Decimal(0))
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerSetting:
+    connector_id: int
+    customer_id: str
+    key: str
+    value: str
+    set_by: str
+    set_at: datetime
+
+
 __all__ = [
     "ConnectorRow",
+    "CustomerSetting",
     "Event",
     "Hold",
     "Instalment",

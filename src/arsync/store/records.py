@@ -8,7 +8,7 @@ cursor. Either all of a page lands with its cursor, or none of it does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ from arsync.store.models import RecordCounts
 from arsync.store.schema import (
     BUSINESS,
     cursors,
+    customers,
     events,
     invoices,
     quarantine,
@@ -80,6 +81,7 @@ def row_of(record: Record) -> dict[str, Any]:
             "balance": record.balance,
             "status": record.status.value,
             "sent": record.sent,
+            "expected_date": record.expected_date,
             "updated_at": record.updated_at,
         }
     if isinstance(record, Customer):
@@ -90,6 +92,10 @@ def row_of(record: Record) -> dict[str, Any]:
             "phone": record.phone,
             "currency": record.currency,
             "active": record.active,
+            "country": record.country,
+            "region": record.region,
+            "tags": sorted(record.tags),
+            "notes": record.notes,
             "updated_at": record.updated_at,
         }
     if isinstance(record, Payment):
@@ -151,6 +157,7 @@ def invoice_of(row: Any) -> Invoice:
         status=InvoiceStatus(row.status),
         sent=row.sent,
         updated_at=row.updated_at,
+        expected_date=row.expected_date,
     )
 
 
@@ -167,6 +174,10 @@ def record_of(kind: Kind, row: Any) -> Record:
             currency=row.currency,
             active=row.active,
             updated_at=row.updated_at,
+            country=row.country,
+            region=row.region,
+            tags=tuple(row.tags or ()),
+            notes=row.notes,
         )
     allocations = tuple(Allocation(a[0], Decimal(a[1])) for a in row.allocations)
     if kind is Kind.PAYMENT:
@@ -253,11 +264,58 @@ class RecordsRepo:
                 ],
             )
             outcome.quarantined += len(held)
+        if page.tags is not None:
+            self._retag(conn, connector_id, sync_id, page.tags, now, outcome)
         if page.full_pass is not None:
             for kind in page.completed:
                 self._sweep_unseen(conn, connector_id, sync_id, kind, page.full_pass, now, outcome)
         self._write_cursor(conn, connector_id, sync_id, page.cursor, now)
         return outcome
+
+    def _retag(
+        self,
+        conn: Connection,
+        connector_id: int,
+        sync_id: int | None,
+        tags: Mapping[str, tuple[str, ...]],
+        now: datetime,
+        outcome: PageOutcome,
+    ) -> None:
+        """Every customer's labels as read in one go: a customer not named has none."""
+        c = customers.c
+        rows = conn.execute(
+            select(c.external_id, c.tags).where(c.connector_id == connector_id, ~c.deleted)
+        ).all()
+        moved: list[dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
+        for ext_id, old in rows:
+            new = sorted(tags.get(ext_id, ()))
+            if sorted(old or ()) == new:
+                continue
+            moved.append({"v_tags": new, "k_connector_id": connector_id, "k_external_id": ext_id})
+            log.append(
+                self._event(
+                    connector_id,
+                    sync_id,
+                    now,
+                    Kind.CUSTOMER,
+                    ext_id,
+                    "changed",
+                    {"tags": [sorted(old or ()), new]},
+                )
+            )
+        if moved:
+            conn.execute(
+                update(customers)
+                .where(
+                    c.connector_id == bindparam("k_connector_id"),
+                    c.external_id == bindparam("k_external_id"),
+                )
+                .values(tags=bindparam("v_tags")),
+                moved,
+            )
+            bulk_insert(conn, events, log)
+            outcome.changed += len(moved)
 
     def cursor(self, connector_id: int) -> dict[str, Any] | None:
         state = self._conn.execute(

@@ -135,6 +135,13 @@ customers = _business(
     Column("phone", String(100)),
     Column("currency", String(3)),
     Column("active", Boolean, nullable=False),
+    #: the billing address's country (ISO 3166 alpha-2) and region
+    Column("country", String(2)),
+    Column("region", String(100)),
+    #: the ledger's labels: QBO customer type, Xero contact groups: ["name", ...]
+    Column("tags", JSON, nullable=False, default=list),
+    #: QBO Customer.Notes (at most 2000 characters there)
+    Column("notes", Text),
 )
 
 invoices = _business(
@@ -148,6 +155,8 @@ invoices = _business(
     Column("balance", Amount, nullable=False),
     Column("status", String(10), nullable=False),
     Column("sent", Boolean, nullable=False),
+    #: Xero ExpectedPaymentDate
+    Column("expected_date", Date),
     check("status", InvoiceStatus, "status"),
 )
 Index("ix_invoices_open", invoices.c.connector_id, invoices.c.status, invoices.c.deleted)
@@ -284,6 +293,8 @@ holds = Table(
     #: a promise's or a settlement's amount, in `currency`
     Column("amount", Amount),
     Column("currency", String(3)),
+    #: the invoice's balance when the hold was set (what a settlement's payments count from)
+    Column("basis", Amount),
     *_set_and_ended(HoldState),
     check("kind", HoldKind, "kind"),
     CheckConstraint("customer_id IS NOT NULL OR invoice_id IS NOT NULL", name="target"),
@@ -301,6 +312,8 @@ payment_plans = Table(
     #: the invoices the plan covers: ["id", ...]
     Column("invoice_ids", JSON, nullable=False),
     Column("currency", String(3), nullable=False),
+    #: the covered invoices' balance when the plan was agreed (what payments count from)
+    Column("basis", Amount),
     #: how many instalments may be missed before the plan ends
     Column("missed_allowed", Integer, nullable=False),
     *_set_and_ended(PlanState),
@@ -321,6 +334,18 @@ plan_instalments = Table(
     Column("due", Date, nullable=False),
     Column("amount", Amount, nullable=False),
     CheckConstraint("amount > 0", name="amount"),
+)
+
+#: per-customer settings set from the CLI (e.g. the customer's time zone), one row per key
+customer_settings = Table(
+    "customer_settings",
+    metadata,
+    _connector_id(primary_key=True),
+    Column("customer_id", String(64), primary_key=True),
+    Column("key", String(40), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
 )
 
 BUSINESS = {"customer": customers, "invoice": invoices, "payment": payments, "credit": credits}

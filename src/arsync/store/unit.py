@@ -1,9 +1,10 @@
 """The unit of work: `with store.transaction() as tx:` commits several repositories together.
 
 `Store` owns the engine and the clock; a `Tx` is one transaction with a repository per
-aggregate (records, connectors, tokens, runs, events, usage, holds, plans). Everything a
-transaction writes commits together or not at all. `store.reading()` is a transaction that only
-reads: on SQLite it does not take the write lock, so readers never hold up a writer.
+aggregate (records, connectors, tokens, runs, events, usage, holds, plans, settings).
+Everything a transaction writes commits together or not at all. `store.reading()` is a
+transaction that only reads: on SQLite it does not take the write lock, so readers never hold
+up a writer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from arsync.store.holds import HoldsRepo, PlansRepo
 from arsync.store.locks import file_lock, lock_dir
 from arsync.store.records import RecordsRepo
 from arsync.store.runs import RunsRepo
+from arsync.store.settings import SettingsRepo
 from arsync.store.tokens import TokensRepo
 from arsync.store.usage import UsageRepo
 
@@ -68,6 +70,10 @@ class Tx:
     @cached_property
     def plans(self) -> PlansRepo:
         return PlansRepo(self)
+
+    @cached_property
+    def settings(self) -> SettingsRepo:
+        return SettingsRepo(self)
 
 
 class Store:
