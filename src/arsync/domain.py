@@ -179,6 +179,91 @@ class CompanyInfo:
     edition: str | None = None
 
 
+# -- holds and payment plans ------------------------------------------------------------------
+
+
+class HoldKind(StrEnum):
+    PAUSE = "pause"  # a customer: no contact until a date or until resumed
+    EXCLUDE = "exclude"  # an invoice: never chased
+    DISPUTE = "dispute"  # an invoice in dispute: never chased until resolved
+    PROMISE = "promise"  # a promise to pay by a date: quiet until the date plus grace
+    SETTLEMENT = "settlement"  # an agreed lower amount: paid, the chase ends
+
+
+class HoldState(StrEnum):
+    ACTIVE = "active"
+    CLEARED = "cleared"  # resumed, resolved or withdrawn by a person (or the ledger)
+    BROKEN = "broken"  # a promise not kept
+    KEPT = "kept"  # a promise or settlement paid
+
+
+class HoldSource(StrEnum):
+    """Who set a hold: a person through arsync, or the bookkeeper inside the ledger."""
+
+    ARSYNC = "arsync"
+    LEDGER = "ledger"
+
+
+class PlanState(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"  # every instalment paid
+    ENDED = "ended"  # too many instalments missed, or ended by a person
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: int
+    connector_id: int
+    kind: HoldKind
+    customer_id: str | None
+    invoice_id: str | None
+    until: date | None
+    amount: Decimal | None
+    currency: str | None
+    #: the invoice's balance when the hold was set
+    basis: Decimal | None
+    reason: str
+    source: HoldSource
+    set_by: str
+    set_at: datetime
+    state: HoldState
+    ended_by: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Instalment:
+    seq: int
+    due: date
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPlan:
+    id: int
+    connector_id: int
+    customer_id: str
+    invoice_ids: tuple[str, ...]
+    currency: str
+    instalments: tuple[Instalment, ...]
+    #: the covered invoices' balance when the plan was agreed (None: not recorded)
+    basis: Decimal | None
+    missed_allowed: int
+    reason: str
+    source: HoldSource
+    set_by: str
+    set_at: datetime
+    state: PlanState
+    ended_by: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((i.amount for i in self.instalments), Decimal(0))
+
+
 @dataclass
 class Page:
     """Records of one API page and the cursor state that holds once they are committed.

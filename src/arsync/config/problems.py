@@ -24,7 +24,7 @@ from arsync.errors import ConfigError
 _CROSS = "arsync_cross"
 
 #: a problem found by code rather than by a field's type: its key, what is wrong, the value given
-Located = tuple[tuple[str, ...], str, object]
+Located = tuple[tuple[int | str, ...], str, object]
 
 #: "no value to show" (a missing key)
 NOTHING = object()
@@ -32,7 +32,7 @@ NOTHING = object()
 
 def cross(*problems: Located) -> PydanticCustomError:
     """Problems between keys, each with its own key (relative to the model) and value."""
-    summary = "; ".join(f"{'.'.join(loc)}: {message}" for loc, message, _ in problems)
+    summary = "; ".join(f"{_key(loc)}: {message}" for loc, message, _ in problems)
     return PydanticCustomError(_CROSS, "{summary}", {"summary": summary, "problems": problems})
 
 

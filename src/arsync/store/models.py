@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
+from arsync.domain import Hold, Instalment, PaymentPlan
 from arsync.store.states import (
     ConnectorState,
     Entity,
-    HoldKind,
-    HoldSource,
-    HoldState,
-    PlanState,
     RunOutcome,
 )
 
@@ -107,60 +103,6 @@ class RecordCounts:
     payments: int
     credits: int
     quarantined: int
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    id: int
-    connector_id: int
-    kind: HoldKind
-    customer_id: str | None
-    invoice_id: str | None
-    until: date | None
-    amount: Decimal | None
-    currency: str | None
-    #: the invoice's balance when the hold was set
-    basis: Decimal | None
-    reason: str
-    source: HoldSource
-    set_by: str
-    set_at: datetime
-    state: HoldState
-    ended_by: str | None
-    ended_at: datetime | None
-    end_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Instalment:
-    seq: int
-    due: date
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentPlan:
-    id: int
-    connector_id: int
-    customer_id: str
-    invoice_ids: tuple[str, ...]
-    currency: str
-    instalments: tuple[Instalment, ...]
-    #: the covered invoices' balance when the plan was agreed (None: not recorded)
-    basis: Decimal | None
-    missed_allowed: int
-    reason: str
-    source: HoldSource
-    set_by: str
-    set_at: datetime
-    state: PlanState
-    ended_by: str | None
-    ended_at: datetime | None
-    end_reason: str | None
-
-    @property
-    def total(self) -> Decimal:
-        return sum((i.amount for i in self.instalments), Decimal(0))
 
 
 @dataclass(frozen=True, slots=True)

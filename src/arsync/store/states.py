@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from sqlalchemy import CheckConstraint
 
+from arsync.domain import HoldKind, HoldSource, HoldState, PlanState
+
 
 class ConnectorState(StrEnum):
     NEW = "new"  # configured, never connected
@@ -29,34 +31,6 @@ class Entity(StrEnum):
     PAYMENT = "payment"
     CREDIT = "credit"
     CONNECTOR = "connector"
-
-
-class HoldKind(StrEnum):
-    PAUSE = "pause"  # a customer: no contact until a date or until resumed
-    EXCLUDE = "exclude"  # an invoice: never chased
-    DISPUTE = "dispute"  # an invoice in dispute: never chased until resolved
-    PROMISE = "promise"  # a promise to pay by a date: quiet until the date plus grace
-    SETTLEMENT = "settlement"  # an agreed lower amount: paid, the chase ends
-
-
-class HoldState(StrEnum):
-    ACTIVE = "active"
-    CLEARED = "cleared"  # resumed, resolved or withdrawn by a person (or the ledger)
-    BROKEN = "broken"  # a promise not kept
-    KEPT = "kept"  # a promise or settlement paid
-
-
-class HoldSource(StrEnum):
-    """Who set a hold: a person through arsync, or the bookkeeper inside the ledger."""
-
-    ARSYNC = "arsync"
-    LEDGER = "ledger"
-
-
-class PlanState(StrEnum):
-    ACTIVE = "active"
-    COMPLETED = "completed"  # every instalment paid
-    ENDED = "ended"  # too many instalments missed, or ended by a person
 
 
 def check(column: str, states: type[StrEnum], name: str) -> CheckConstraint:
