@@ -1,0 +1,1 @@
+"""The escalation engine: policy, calendar, holds and the pure planner."""
