@@ -101,6 +101,7 @@ def test_only_the_store_speaks_sql() -> None:
         "status.py",
         "commands.py",
         "domain.py",
+        "escalation/",
         "clock.py",
         "store/",
         "connectors/base.py",
@@ -127,3 +128,25 @@ def test_the_store_does_not_reach_back_into_connectors() -> None:
         if name.startswith("store/"):
             back = [m for m in imports(tree) if m.startswith("arsync.connectors")]
             assert back == [], f"{name} imports {back}: the store stands below the connectors"
+
+
+PURE = (
+    "escalation/policy.py",
+    "escalation/calendar.py",
+    "escalation/snapshot.py",
+    "escalation/planner.py",
+    "escalation/zones.py",
+)
+
+
+@pytest.mark.parametrize("pure", PURE)
+def test_the_planner_and_its_inputs_are_pure(pure: str) -> None:
+    """No store, no network, no clock: the planner reads only its snapshot, policy and now."""
+    tree = ast.parse((SRC / pure).read_text(), filename=pure)
+    impure = [
+        m
+        for m in imports(tree)
+        if m.startswith(("arsync.store", "arsync.connectors", "arsync.clock", "arsync.runtime"))
+        or m.split(".")[0] in {"httpx", "sqlalchemy", "socket", "time", "os", "subprocess"}
+    ]
+    assert impure == [], f"{pure} imports {impure}"

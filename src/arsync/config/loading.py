@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -29,12 +29,23 @@ from arsync.config.problems import InvalidConfig, Problem, translate
 from arsync.config.problems import problem as located_problem
 from arsync.errors import ConfigError
 
+if TYPE_CHECKING:
+    # escalation.policy builds on config.models and config.problems: imported when used
+    from arsync.escalation.policy import Policy
+
+POLICIES_DIR = "config/policies"
+
 
 @dataclass(frozen=True)
 class Config:
     home: Path
     settings: Settings
     connectors: dict[str, ConnectorConfig]
+    #: every policy a connector may name: the built-in ones and config/policies/*.toml
+    policies: dict[str, Policy] = field(default_factory=dict)
+
+    def policy_of(self, connector: ConnectorConfig) -> Policy:
+        return self.policies[connector.policy]
 
     def connector(self, name: str) -> ConnectorConfig:
         """The connector called `name`, or a ConfigError saying which ones there are."""
@@ -64,10 +75,70 @@ def load(home: Path) -> Config:
             connector = _load_connector(home, path, problems)
             if connector is not None:
                 connectors[connector.name] = connector
+    policies = _load_policies(home, problems)
+    for connector in connectors.values():
+        if connector.policy not in policies and not any(
+            p.file == f"{POLICIES_DIR}/{connector.policy}.toml" for p in problems
+        ):
+            known = ", ".join(sorted(policies)) or "none"
+            problems.append(
+                Problem(
+                    connector.source,
+                    "policy",
+                    f'no policy "{connector.policy}" ({POLICIES_DIR}/{connector.policy}.toml); '
+                    f"known: {known}",
+                )
+            )
     if problems:
         raise InvalidConfig(problems)
     assert settings is not None
-    return Config(home=home, settings=settings, connectors=connectors)
+    return Config(home=home, settings=settings, connectors=connectors, policies=policies)
+
+
+def _load_policies(home: Path, problems: list[Problem]) -> dict[str, Policy]:
+    """The built-in policies, then config/policies/*.toml (a file wins over a built-in)."""
+    from arsync.escalation.policy import builtin_policies
+
+    policies = dict(builtin_policies())
+    directory = home / POLICIES_DIR
+    if directory.exists() and not directory.is_dir():
+        problems.append(Problem(POLICIES_DIR, "", "must be a directory"))
+        return policies
+    for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+        file = path.relative_to(home).as_posix()
+        if not NAME_PATTERN.match(path.stem):
+            problems.append(
+                Problem(file, "", "the file name must be lowercase letters, digits and hyphens")
+            )
+            continue
+        data = _read_toml(path, file, problems)
+        if data is None:
+            continue
+        policy = parse_policy(data, path.stem, file, problems)
+        if policy is not None:
+            policies[path.stem] = policy
+    return policies
+
+
+def parse_policy(
+    data: dict[str, Any], name: str, file: str, problems: list[Problem]
+) -> Policy | None:
+    """A policy from its file's data; its problems (with file and key) go to `problems`."""
+    from arsync.escalation.policy import Policy, stage_problems
+
+    if "name" in data:
+        problems.append(Problem(file, "name", "unknown key (a policy's name is its file name)"))
+        return None
+    try:
+        return Policy.model_validate({**data, "name": name})
+    except ValidationError as err:
+        # the stages' own checks run only once every key is valid: run them on the raw data
+        found = translate(err, file, Policy)
+        stages = data.get("stages")
+        if isinstance(stages, list):
+            found += [located_problem(file, loc, m, v) for loc, m, v in stage_problems(stages)]
+        problems.extend(dict.fromkeys(found))
+        return None
 
 
 def _read_toml(path: Path, file: str, problems: list[Problem]) -> dict[str, Any] | None:

@@ -99,6 +99,8 @@ def translate(
 
 def _sentence(detail: ErrorDetails) -> str:
     kind, ctx = detail["type"], detail.get("ctx") or {}
+    if kind == "enum":
+        return "must be " + str(ctx.get("expected", "")).replace("'", '"')
     if kind == "literal_error":
         return "must be " + str(ctx.get("expected", "")).replace("'", '"')
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
