@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ from arsync import __version__
 from arsync.errors import ArsyncError, ConfigError
 
 if TYPE_CHECKING:
+    from arsync.collecting import Collecting
     from arsync.config import Config
 
 app = typer.Typer(
@@ -198,6 +200,189 @@ def status(
         run_status(config, names or [], as_json=as_json)
     except ArsyncError as err:
         raise _fail(err) from err
+
+
+ConnectorOption = Annotated[
+    str | None,
+    typer.Option("--connector", "-c", help="The connector, when the name is not unique."),
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", "-r", help="Why, for the paper trail.")
+]
+
+
+def _collecting(home: Path, work: Callable[[Collecting], str]) -> None:
+    from arsync.collecting import Collecting
+
+    config = _configured(home)
+    try:
+        with Collecting(config) as collecting:
+            message = work(collecting)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    typer.echo(message)
+
+
+@app.command()
+def plan(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Connectors (default: all enabled).")
+    ] = None,
+    home: HomeOption = Path(),
+    days: Annotated[
+        int, typer.Option("--days", min=0, max=400, help="Also forecast this many days, by day.")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What arsync will do today for each open invoice, and why; with --days, the forecast.
+
+    Records first what the ledger and the calendar settled (a hold set in QuickBooks or Xero,
+    a promise broken or kept); sends nothing.
+    """
+    import json as json_
+
+    from arsync.collecting import Collecting, plan_json, render_plan
+
+    config = _configured(home)
+    try:
+        with Collecting(config) as collecting:
+            planned = collecting.planned(names or [], days)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    if as_json:
+        typer.echo(json_.dumps(plan_json(planned), indent=2))
+    else:
+        render_plan(planned, days=days)
+
+
+@app.command()
+def why(
+    ref: Annotated[str, typer.Argument(help="An invoice's number or a customer's name (or id).")],
+    home: HomeOption = Path(),
+    connector: ConnectorOption = None,
+) -> None:
+    """Where an invoice or a customer stands in the policy, its holds and its history."""
+    from arsync.collecting import Collecting, render_why
+
+    config = _configured(home)
+    try:
+        with Collecting(config) as collecting:
+            found = collecting.why(ref, connector=connector)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    render_why(found)
+
+
+@app.command()
+def hold(
+    ref: Annotated[str, typer.Argument(help="A customer (pause it) or an invoice (exclude it).")],
+    home: HomeOption = Path(),
+    until: Annotated[
+        str | None, typer.Option(help="A customer's pause ends after this day (YYYY-MM-DD).")
+    ] = None,
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Pause a customer (until a date or until resumed), or exclude an invoice from collection."""
+    _collecting(home, lambda c: c.hold(ref, until=until, reason=reason, connector=connector))
+
+
+@app.command()
+def resume(
+    ref: Annotated[
+        str, typer.Argument(help="A paused customer, or an excluded or disputed invoice.")
+    ],
+    home: HomeOption = Path(),
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """End a pause, an exclusion or a dispute: collection resumes at the stage now due."""
+    _collecting(home, lambda c: c.resume(ref, reason=reason, connector=connector))
+
+
+@app.command()
+def dispute(
+    ref: Annotated[str, typer.Argument(help="The invoice in dispute (its number).")],
+    home: HomeOption = Path(),
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Record that the customer disputes an invoice: never chased until resumed."""
+    _collecting(home, lambda c: c.dispute(ref, reason=reason, connector=connector))
+
+
+@app.command()
+def promise(
+    ref: Annotated[str, typer.Argument(help="The invoice (its number).")],
+    on: Annotated[str, typer.Argument(metavar="DATE", help="The day promised (YYYY-MM-DD).")],
+    home: HomeOption = Path(),
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Record a promise to pay: no chase until the date plus the policy's grace days."""
+    _collecting(home, lambda c: c.promise(ref, on, reason=reason, connector=connector))
+
+
+@app.command()
+def settle(
+    ref: Annotated[str, typer.Argument(help="The invoice (its number).")],
+    amount: Annotated[str, typer.Argument(help="The amount agreed in full settlement.")],
+    home: HomeOption = Path(),
+    by: Annotated[
+        str | None, typer.Option(help="The day it is to be paid by (YYYY-MM-DD).")
+    ] = None,
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Record a settlement: a lower amount, within the policy's limit, ends the chase once paid."""
+    _collecting(home, lambda c: c.settle(ref, amount, by=by, reason=reason, connector=connector))
+
+
+@app.command()
+def instalments(
+    ref: Annotated[str, typer.Argument(help="The customer (its name).")],
+    parts: Annotated[
+        list[str], typer.Argument(metavar="DATE:AMOUNT...", help="Each instalment, in order.")
+    ],
+    home: HomeOption = Path(),
+    invoice: Annotated[
+        list[str] | None,
+        typer.Option("--invoice", help="An invoice the plan covers (default: all open ones)."),
+    ] = None,
+    missed_allowed: Annotated[
+        int | None, typer.Option(min=0, help="Missed instalments before the plan ends.")
+    ] = None,
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Agree a payment plan: only an overdue instalment is chased; too many missed ends it."""
+    _collecting(
+        home,
+        lambda c: c.instalments(
+            ref,
+            parts,
+            invoices=invoice or [],
+            missed_allowed=missed_allowed,
+            reason=reason,
+            connector=connector,
+        ),
+    )
+
+
+@app.command()
+def customer(
+    ref: Annotated[str, typer.Argument(help="The customer (its name).")],
+    timezone: Annotated[
+        str,
+        typer.Option(
+            help='The customer\'s own time zone (IANA, e.g. "America/Denver"); "" to clear.'
+        ),
+    ],
+    home: HomeOption = Path(),
+    connector: ConnectorOption = None,
+) -> None:
+    """Set a customer's own time zone, whose quiet hours then apply."""
+    _collecting(home, lambda c: c.customer_zone(ref, timezone, connector=connector))
 
 
 @app.command()

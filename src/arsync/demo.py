@@ -9,10 +9,11 @@ and the store's receivables are shown aged by days overdue. arsync runs on the s
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from arsync.clock import Clock, FollowingClock, SystemClock
@@ -25,6 +26,9 @@ from arsync.connectors.base import (
     StaticTokens,
 )
 from arsync.domain import CompanyInfo
+from arsync.escalation.planner import Action, Day, count_by, forecast, plan
+from arsync.escalation.policy import ActionKind, builtin_policies
+from arsync.escalation.reading import firm_zone, snapshot
 from arsync.runtime import Coordinator
 from arsync.sandbox.core import Sandbox, SandboxSettings
 from arsync.sandbox.platform import TenantInfo
@@ -32,6 +36,9 @@ from arsync.sandbox.server import SandboxServer
 from arsync.status import ConnectorStatus, gather
 from arsync.store import RecordCounts, Store, open_store
 from arsync.sync import SyncReport, sync_connector
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -46,6 +53,11 @@ class CompanyDemo:
     now: datetime
     #: API calls each sync made, as the sandbox counted them (not arsync's own count)
     calls: list[int]
+    #: the standard policy's next 100 days for this company, by day (as if nobody paid)
+    forecast: list[Day] = field(default_factory=list)
+    #: how today's plan stands: decisions per status
+    today_plan: dict[str, int] = field(default_factory=dict)
+    zone: str = ""
 
 
 def _api_calls(sandbox: Sandbox, tenant: TenantInfo) -> int:
@@ -158,12 +170,34 @@ def collect(server: SandboxServer, store: Store) -> list[CompanyDemo]:
             coordinator.close()
         today = store.clock.now().astimezone(ZoneInfo(tenant.timezone)).date()
         (status,) = gather(store, {name: tenant.platform}, only=[name], today=today)
-        demos.append(
-            CompanyDemo(
-                tenant, first, first_counts, story, second, status, today, store.clock.now(), calls
-            )
+        demo = CompanyDemo(
+            tenant, first, first_counts, story, second, status, today, store.clock.now(), calls
         )
+        if first.outcome == "ok":
+            _plan(store, demo, name)
+        demos.append(demo)
     return demos
+
+
+#: how far the demo's forecast looks
+FORECAST_DAYS = 100
+
+
+def _plan(store: Store, demo: CompanyDemo, name: str) -> None:
+    """Today's plan and the next 100 days under the standard policy (the demo's connector files
+    would name the company's zone, as a QuickBooks connector's file does)."""
+    policy = builtin_policies()["standard"]
+    with store.reading() as tx:
+        row = tx.connectors.by_name(name)
+        assert row is not None
+        firm = firm_zone(row, demo.tenant.timezone, f"connectors/{name}.toml", name)
+        now = tx.now
+        snap = snapshot(tx, row, policy, firm, now)
+    today = plan(snap, policy, now)
+    for decision in today.decisions:
+        demo.today_plan[decision.status.value] = demo.today_plan.get(decision.status.value, 0) + 1
+    demo.forecast = forecast(snap, policy, now, FORECAST_DAYS)
+    demo.zone = firm.zone.key
 
 
 def run_demo(seed: int = 1, customers: int = 40, invoices: int = 300) -> list[CompanyDemo]:
@@ -217,4 +251,45 @@ def render(demos: list[CompanyDemo]) -> None:
         # the status view without its own heading lines: the aging table is what matters here
         demo.status.detail = None
         render_status([demo.status], demo.now, aging_only=True, console=console)
+        if demo.forecast:
+            render_forecast(demo, console)
         console.print()
+
+
+def render_forecast(demo: CompanyDemo, console: Console) -> None:
+    """The next 100 days of collection under the standard policy, by week."""
+    from rich.table import Table
+
+    plan_words = ", ".join(f"{n} {status}" for status, n in demo.today_plan.items())
+    console.print(
+        f"  [dim]collection under the standard policy ({demo.zone}); today: {plan_words}[/dim]"
+    )
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for column in ("week of", "reminders", "notes", "calls", "letters", "hand-overs", "chased"):
+        table.add_column(column, justify="left" if column == "week of" else "right")
+    weeks: dict[date, list[Action]] = {}
+    for day in demo.forecast:
+        monday = day.day - timedelta(days=day.day.weekday())
+        weeks.setdefault(monday, []).extend(day.actions)
+    for monday, actions in sorted(weeks.items()):
+        kinds = count_by(actions)
+        chased: dict[str, Decimal] = {}
+        for a in actions:
+            if a.kind is ActionKind.NOTE:  # one per stage: counts each invoice once
+                chased[a.amount.currency] = (
+                    chased.get(a.amount.currency, Decimal(0)) + a.amount.amount
+                )
+        table.add_row(
+            f"{monday:%d %b %Y}",
+            str(kinds.get(ActionKind.EMAIL, 0)),
+            str(kinds.get(ActionKind.NOTE, 0)),
+            str(kinds.get(ActionKind.CALL, 0)),
+            str(kinds.get(ActionKind.LETTER, 0)),
+            str(kinds.get(ActionKind.HANDOVER, 0)),
+            ", ".join(f"{v:,.2f} {k}" for k, v in sorted(chased.items())) or "-",
+        )
+    console.print(table)
+    console.print(
+        f"  [dim]the next {FORECAST_DAYS} days as if nobody paid; hand-overs wait for a "
+        "person's approval[/dim]"
+    )

@@ -116,6 +116,15 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _zone(value: str) -> str:
+    from arsync.escalation.zones import zone_problem
+
+    problem = zone_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("zone", problem)
+    return value
+
+
 def _store_url(value: str) -> str:
     problem = url_problem(value)
     if problem is not None:
@@ -273,6 +282,9 @@ class ConnectorConfig(_Model):
     platform: Literal["quickbooks", "xero"]
     display_name: NonBlank
     policy: Slug = "standard"
+    #: the firm's time zone (IANA, e.g. "America/Chicago"): QuickBooks does not say it; for
+    #: Xero it overrides the organisation's own
+    timezone: Annotated[str, AfterValidator(_zone)] | None = None
     enabled: bool = True
     oauth: OAuthSettings
     sync: ConnectorSync = Field(default_factory=ConnectorSync)

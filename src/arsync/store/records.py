@@ -8,7 +8,7 @@ cursor. Either all of a page lands with its cursor, or none of it does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -47,10 +47,12 @@ from arsync.store.engine import dumps
 from arsync.store.models import RecordCounts
 from arsync.store.schema import (
     BUSINESS,
+    credits,
     cursors,
     customers,
     events,
     invoices,
+    payments,
     quarantine,
 )
 from arsync.store.types import Amount, UtcDateTime, to_units
@@ -621,6 +623,43 @@ class RecordsRepo:
             )
         )
         return [invoice_of(row) for row in rows]
+
+    def invoice_states(
+        self, connector_id: int, ids: Iterable[str]
+    ) -> dict[str, InvoiceStatus | None]:
+        """What each named invoice is now (None: gone from the platform); unknown ids left out."""
+        wanted = sorted(set(ids))
+        found: dict[str, InvoiceStatus | None] = {}
+        c = invoices.c
+        for start in range(0, len(wanted), CHUNK):
+            rows = self._conn.execute(
+                select(c.external_id, c.status, c.deleted).where(
+                    c.connector_id == connector_id, c.external_id.in_(wanted[start : start + CHUNK])
+                )
+            )
+            for ext_id, status, deleted in rows:
+                found[ext_id] = None if deleted else InvoiceStatus(status)
+        return found
+
+    def unapplied(self, connector_id: int) -> dict[tuple[str, str], Decimal]:
+        """Per (customer, currency): payments not applied to an invoice and credits not used."""
+        totals: dict[tuple[str, str], Decimal] = {}
+        for table, column in ((payments, payments.c.unapplied), (credits, credits.c.remaining)):
+            rows = self._conn.execute(
+                select(table.c.customer_id, table.c.currency, func.sum(column))
+                .where(
+                    table.c.connector_id == connector_id,
+                    table.c.deleted.is_(False),
+                    table.c.status == DocStatus.ACTIVE.value,
+                    table.c.customer_id.is_not(None),
+                    column > Decimal(0),
+                )
+                .group_by(table.c.customer_id, table.c.currency)
+            )
+            for customer_id, currency, amount in rows:
+                key = (customer_id, currency)
+                totals[key] = totals.get(key, Decimal(0)) + Decimal(amount)
+        return totals
 
     def live(self, connector_id: int, kind: Kind) -> dict[str, Record]:
         """Every record of `kind` not gone from the platform, by its platform id."""
