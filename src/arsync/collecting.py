@@ -70,7 +70,7 @@ def _row(tx: Tx, connector: ConnectorConfig) -> ConnectorRow:
     return row
 
 
-def _zone(connector: ConnectorConfig, row: ConnectorRow) -> FirmZone:
+def firm_of(connector: ConnectorConfig, row: ConnectorRow) -> FirmZone:
     return firm_zone(
         row,
         connector.timezone,
@@ -173,7 +173,7 @@ def parse_amount(text: str, what: str) -> Decimal:
 
 
 def _today(found: Found, store: Store) -> date:
-    return store.clock.now().astimezone(_zone(found.connector, found.row).zone).date()
+    return store.clock.now().astimezone(firm_of(found.connector, found.row).zone).date()
 
 
 def _not_past(day: date, today: date, what: str) -> None:
@@ -524,7 +524,7 @@ class Collecting:
             policy = self.config.policy_of(connector)
             with self.store.transaction() as tx:
                 row = _row(tx, connector)
-                firm = _zone(connector, row)
+                firm = firm_of(connector, row)
                 settle(tx, row, policy, firm, tx.now)
             with self.store.reading() as tx:
                 now = tx.now

@@ -124,9 +124,32 @@ def sync(
             progress=progress,
         ):
             reports[report.name] = report
+            if report.outcome == OK:
+                _record_holds(runtime, config.connector(report.name))
         return [reports[c.name] for c in chosen]
     finally:
         runtime.close()
+
+
+def _record_holds(runtime: Runtime, connector: ConnectorConfig) -> None:
+    """After a good sync: the holds the bookkeeper set in the ledger, and what the calendar
+    settled (a promise broken or kept, a pause over), into the paper trail."""
+    from arsync.collecting import firm_of
+    from arsync.escalation.reading import ZoneUnknown
+    from arsync.escalation.record import reconcile_ledger, settle
+
+    policy = runtime.config.policy_of(connector)
+    with runtime.store.transaction() as tx:
+        row = tx.connectors.by_name(connector.name)
+        if row is None:
+            return
+        try:
+            firm = firm_of(connector, row)
+        except ZoneUnknown:
+            # `arsync plan` says what to set; the ledger's holds are recorded all the same
+            reconcile_ledger(tx, row, policy)
+            return
+        settle(tx, row, policy, firm, tx.now)
 
 
 def _not_connected(name: str) -> SyncReport:
