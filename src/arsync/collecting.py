@@ -8,7 +8,7 @@ when and why, in one transaction with its paper-trail event.
 
 from __future__ import annotations
 
-import os
+import getpass
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,7 +34,7 @@ from arsync.escalation.reading import TIMEZONE_SETTING, FirmZone, firm_zone, sna
 from arsync.escalation.record import settle
 from arsync.escalation.zones import zone_problem
 from arsync.runtime import Runtime
-from arsync.store.models import ConnectorRow
+from arsync.store.models import ConnectorRow, Event
 from arsync.store.unit import Store, Tx
 
 
@@ -44,7 +44,10 @@ class BadInput(ConfigError):
 
 def who() -> str:
     """Who is setting a hold, for the paper trail: the login name running the command."""
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "a person at the firm"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return "a person at the firm"
 
 
 @dataclass
@@ -463,10 +466,17 @@ class Collecting:
             if days != sorted(days) or len(set(days)) != len(days):
                 raise BadInput("instalments fall on different days, in order")
             total = sum((a for _, a in steps), Decimal(0))
-            if total > balance:
+            covered = ", ".join(i.number or i.id for i in chosen)
+            if total != balance:
+                side = "above" if total > balance else "below"
+                hint = (
+                    ""
+                    if total > balance
+                    else "; add an instalment, or name the invoices the plan covers with --invoice"
+                )
                 raise BadInput(
-                    f"the instalments add up to {total:,.2f} {currency}, above the "
-                    f"{balance:,.2f} owed on {len(chosen)} invoice(s)"
+                    f"the instalments add up to {total:,.2f} {currency}, {side} the "
+                    f"{balance:,.2f} owed on {covered}{hint}"
                 )
             if any(
                 p.customer_id == customer.id and set(p.invoice_ids) & {i.id for i in chosen}
@@ -487,12 +497,10 @@ class Collecting:
                 set_by=who(),
                 basis=balance,
             )
-            left = balance - total
-            tail = f"; {left:,.2f} {currency} stays outside the plan" if left else ""
             return (
-                f"payment plan {plan_.id} for {customer.name}: {len(steps)} instalments, "
-                f"{total:,.2f} {currency} of {balance:,.2f} owed{tail}; it ends after "
-                f"{allowed + 1} missed"
+                f"payment plan {plan_.id} for {customer.name}: {len(steps)} instalments of "
+                f"{total:,.2f} {currency} in all, covering {covered}; only an overdue "
+                f"instalment is chased, and the plan ends after {allowed + 1} missed"
             )
 
     def customer_zone(self, ref: str, zone: str | None, *, connector: str | None) -> str:
@@ -718,7 +726,9 @@ def render_why(found: dict[str, Any]) -> None:
         console.print(f"  [{_STYLE[d.status]}]{d.status.value}[/]: {escape(d.reason)}")
         for a in d.actions:
             extra = f" (waits for approval: {a.approval})" if a.approval else ""
-            console.print(f"      {a.kind.value} [{a.tone.value}] id {a.id}{escape(extra)}")
+            console.print(
+                f"      {a.kind.value} ({a.tone.value} tone) · action {a.id}{escape(extra)}"
+            )
     holds: list[Hold] = found["holds"]
     if holds:
         console.print("  holds:")
@@ -740,6 +750,35 @@ def render_why(found: dict[str, Any]) -> None:
     if events:
         console.print("  history:")
         for e in events[-30:]:
-            console.print(
-                f"    {e.at:%d %b %Y %H:%M} {e.action} {escape(str(e.detail or ''))[:160]}"
-            )
+            console.print(f"    {e.at:%d %b %Y %H:%M}  {escape(event_words(e))}")
+
+
+def event_words(event: Event) -> str:
+    """One line of the paper trail in words."""
+    d = event.detail if isinstance(event.detail, dict) else {}
+    action = event.action
+    if action == "hold_set":
+        until = f" until {d['until']}" if d.get("until") else ""
+        amount = f" {d['amount']} {d['currency']}" if d.get("amount") else ""
+        return (
+            f"{d.get('kind')}{until}{amount} set by {d.get('by')} ({d.get('source')}): "
+            f"{d.get('reason')}"
+        )
+    if action == "hold_ended":
+        return f"{d.get('kind')} {d.get('state')} by {d.get('by')}: {d.get('reason')}"
+    if action == "plan_set":
+        return f"payment plan {d.get('plan')} agreed by {d.get('by')}: {d.get('reason')}"
+    if action == "plan_ended":
+        return f"payment plan {d.get('plan')} {d.get('state')} by {d.get('by')}: {d.get('reason')}"
+    if action == "changed":
+        fields = ", ".join(
+            f"{k} {v[0]} → {v[1]}" for k, v in d.items() if isinstance(v, list) and len(v) == 2
+        )
+        return f"changed in the ledger: {fields}"
+    if action in ("created", "restored", "deleted"):
+        return f"{action} in the ledger"
+    if action in ("stage_done", "stage_superseded"):
+        return f"{action.replace('_', ' ')}: {d.get('stage')}"
+    if action == "setting_changed":
+        return f"{d.get('key')} set to {d.get('to')} by {d.get('by')}"
+    return f"{action} {d}" if d else action

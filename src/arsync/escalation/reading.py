@@ -55,7 +55,7 @@ def firm_zone(
     derived = country_zone(row.country, row.region)
     if derived is not None:
         where = row.country + (f", {row.region}" if row.region else "") if row.country else ""
-        return FirmZone(ZoneInfo(derived), f"the company's address ({where})")
+        return FirmZone(ZoneInfo(derived), f"from the company's address: {where}")
     said: list[str] = []
     if row.platform_timezone:
         said.append(
