@@ -69,6 +69,13 @@ class XeroLimits:
     history_details_max: int = 250
     emails_per_day: int = 1000
     idempotency_window: timedelta = timedelta(minutes=6)
+    #: Unknown on Xero: whether putting a contact into a contact group (or taking it out, or
+    #: deleting the group) moves the contact's UpdatedDateUTC. Default: it does not, so only a
+    #: read of the groups (GET /ContactGroups/{id}) sees the change.
+    group_change_moves_contact: bool = False
+    #: Unknown on Xero: whether setting or clearing an invoice's ExpectedPaymentDate moves its
+    #: UpdatedDateUTC. Default: it does not, so only a re-read of the open invoices sees it.
+    expected_date_moves_invoice: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,20 @@ Decisions where Intuit's documentation is silent, and known deviations:
   the only hints. MultiCurrencyEnabled is true when the books hold several currencies (the
   generated US books hold one); `Company.multi_currency` and `custom_txn_numbers` may be set.
 - Creating an invoice for an inactive customer is a 610 ("…has been made inactive"), as QBO does.
+- CustomerType is read (GET /customertype/{id}, inactive ones too) and queried (`SELECT * FROM
+  CustomerType`, which hides inactive types unless the query names Active, as for customers;
+  Id, Name, Active and MetaData.* filter) but never written through the API: a create, update
+  or delete (batch items too) is QBO's 400 ValidationFault code 500 "Unsupported Operation",
+  "Operation Create is not supported.". CDC does not serve it. Names are unique (any case) and
+  at most 100 characters (our bound). The control plane's `customer_type` event makes one,
+  `customer_type_edit` renames it or makes it (in)active (moving its own LastUpdatedTime only).
+- Customers carry `Notes` (≤ 2000, 2040 beyond), `CustomerTypeRef {"value": id}` only when a type
+  is assigned, and BillAddr `Country` (free text, "USA" in the generated books) and
+  `CountrySubDivisionCode` ("CA"). The `customer_edit` event sets notes, customer_type (an active
+  type's Id, or null), country and region as a person would in QuickBooks, moving the
+  customer's SyncToken and LastUpdatedTime. Through the API, Notes, CustomerTypeRef (an active
+  type, or the one the customer already has; else 2500 "Invalid Reference Id") and BillAddr
+  are written by create and update; a full update without BillAddr keeps the address.
 - CDC: changedSince is inclusive and may look back QboLimits.cdc_lookback_days (30); at most
   cdc_max_objects (1000) objects across all entities, the oldest changes first, so a client that
   receives exactly the cap knows to narrow its window. Deleted objects come back as

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from arsync.sandbox.faults import FaultKind
 from arsync.sandbox.qbo import ops, wire
-from arsync.sandbox.qbo.model import ENTITIES, SINGLETONS, Company
+from arsync.sandbox.qbo.model import ENTITIES, READ_ONLY, SINGLETONS, Company
 from arsync.sandbox.qbo.oauth_routes import ACCOUNTING
 from arsync.sandbox.qbo.query import Query, QueryError, page, parse_query, select
 from arsync.sandbox.qbo.wire import QboFault
@@ -156,6 +156,8 @@ class Api:
             single = SINGLETONS[head]
             obj = company.render(single, next(iter(company.rows(single))))
             return wire.json_response({single: obj}, stamp=stamp)
+        if head in READ_ONLY:
+            return self._read_only(company, READ_ONLY[head], request, method, parts, body, stamp)
         entity = ENTITIES.get(head)
         if entity is None:
             raise wire.validation(
@@ -188,10 +190,36 @@ class Api:
             f"Unsupported operation requested: {method} /{rest}",
         )
 
+    def _read_only(
+        self,
+        company: Company,
+        entity: str,
+        request: Request,
+        method: str,
+        parts: list[str],
+        body: bytes,
+        stamp: str,
+    ) -> Response:
+        """GET /{entity}/{id} reads one; any write is QBO's "Unsupported Operation"."""
+        if method == "GET" and len(parts) == 2:
+            rec = company.table(entity).get(_int(parts[1]))
+            if rec is None:
+                raise wire.not_found(entity, parts[1])
+            return wire.json_response({entity: company.render(entity, rec)}, stamp=stamp)
+        if method == "POST" and len(parts) == 1:
+            data = _json_body(body)
+            raise wire.unsupported(_write_operation(request.query_params.get("operation"), data))
+        raise wire.validation(
+            "2010",
+            "Request has invalid or unsupported property",
+            f"Unsupported operation requested: {method} /{'/'.join(parts)}",
+        )
+
     # -- reads ------------------------------------------------------------------------------------
     def query(self, company: Company, text: str) -> dict[str, Any]:
         q = parse_query(text, max_allowed=self.limits.max_results)
-        entity = ENTITIES.get(q.entity.lower()) or SINGLETONS.get(q.entity.lower())
+        lowered = q.entity.lower()
+        entity = ENTITIES.get(lowered) or SINGLETONS.get(lowered) or READ_ONLY.get(lowered)
         if entity is None:
             raise QueryError(
                 "4001",
@@ -210,14 +238,14 @@ class Api:
         return {entity: rendered, "startPosition": q.start_position, "maxResults": len(rendered)}
 
     def _matching(self, company: Company, entity: str, q: Query) -> list[Any]:
-        implicit_active = entity == "Customer" and not q.mentions("Active")
+        # QBO's name lists hide inactive entries unless the query names Active itself.
+        implicit_active = entity in ("Customer", "CustomerType") and not q.mentions("Active")
         key = (entity, q.where, q.order, implicit_active)
         cached = company.query_cache.get(key)
         if cached is not None:
             return cached
         rows = list(company.rows(entity))
         if implicit_active:
-            # QBO hides inactive customers unless the query names Active itself.
             rows = [r for r in rows if r.active]
         getter = company.getter(entity)
         result = select(q, rows, getter, company.tz, probe=company.probe(entity))
@@ -452,6 +480,11 @@ class Api:
     ) -> dict[str, Any]:
         if "Query" in item:
             return {"QueryResponse": self.query(company, str(item["Query"]))}
+        if any(k.lower() in READ_ONLY for k in item):
+            payload = next(v for k, v in item.items() if k.lower() in READ_ONLY)
+            data = payload if isinstance(payload, dict) else {}
+            operation = str(item.get("operation", ""))
+            raise wire.unsupported(_write_operation(operation, data))
         key = next((k for k in item if k.lower() in ENTITIES), None)
         entity = ENTITIES[key.lower()] if key is not None else None
         operation = str(item.get("operation", "")).lower()
@@ -478,6 +511,14 @@ class Api:
             )
         op = "delete" if operation == "delete" else ""
         return self.write(company, entity, op, payload, endpoint, now)
+
+
+def _write_operation(operation: str | None, data: dict[str, Any]) -> str:
+    """The operation a write asks for, as QBO names it in its faults."""
+    op = (operation or "").lower()
+    if op in ("create", "update", "delete", "void"):
+        return op.capitalize()
+    return "Update" if data.get("Id") not in (None, "", 0, "0") else "Create"
 
 
 def _int(ident: object) -> int:

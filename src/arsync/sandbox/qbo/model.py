@@ -73,6 +73,25 @@ class Customer:
     active: bool = True
     balance: Decimal = ZERO
     notes: str = ""
+    #: the billing address's Country and CountrySubDivisionCode, free text as a person typed
+    #: them ("" leaves the field out)
+    country: str = "USA"
+    region: str = "CA"
+    #: the CustomerType a bookkeeper gave the customer in QuickBooks (None: no type)
+    type_id: int | None = None
+
+
+@dataclass(slots=True)
+class CustomerType:
+    """A customer type: read and queried through the API, never written there (as in QBO);
+    the control plane makes and changes them as a person does in QuickBooks."""
+
+    id: int
+    sync: int
+    name: str
+    active: bool
+    created: datetime
+    updated: datetime
 
 
 @dataclass(slots=True)
@@ -163,7 +182,7 @@ class Tombstone:
     deleted_at: datetime
 
 
-Record = Customer | Invoice | Payment | CreditMemo | Attachable | CompanyObject
+Record = Customer | Invoice | Payment | CreditMemo | Attachable | CompanyObject | CustomerType
 
 #: Entity names as QBO spells them, by lower-case name.
 ENTITIES = {
@@ -176,6 +195,9 @@ ENTITIES = {
 #: Objects a company has one of: read (GET /preferences, /companyinfo/{id}) and queried, never
 #: written, and not in ENTITIES (which also drives CDC, batch and writes).
 SINGLETONS = {"preferences": "Preferences", "companyinfo": "CompanyInfo"}
+#: Entities the API reads (GET /{entity}/{id}) and queries but never creates or changes: a
+#: write is QBO's "Unsupported Operation". Not in ENTITIES, so neither CDC nor batch writes them.
+READ_ONLY = {"customertype": "CustomerType"}
 
 
 # -- JSON --------------------------------------------------------------------------------------
@@ -232,6 +254,8 @@ class Company:
         self.payments: dict[int, Payment] = {}
         self.credits: dict[int, CreditMemo] = {}
         self.attachables: dict[int, Attachable] = {}
+        self.customer_types: dict[int, CustomerType] = {}
+        self.next_customer_type = 1
         self.tombstones: list[Tombstone] = []
         self.next_txn = 1
         self.next_customer = 1
@@ -271,6 +295,7 @@ class Company:
             "Payment": self.payments,
             "CreditMemo": self.credits,
             "Attachable": self.attachables,
+            "CustomerType": self.customer_types,
         }
         return tables[entity]
 
@@ -460,6 +485,7 @@ class Company:
             "Payment": self.render_payment,
             "CreditMemo": self.render_credit,
             "Attachable": self.render_attachable,
+            "CustomerType": self.render_customer_type,
             "Preferences": lambda _rec: prefs.preferences_json(self),
             "CompanyInfo": lambda _rec: prefs.company_info_json(self),
         }
@@ -476,13 +502,17 @@ class Company:
         return {"value": str(customer_id), "name": cust.display_name if cust else ""}
 
     def _addr(self, cust: Customer) -> dict[str, str]:
-        return {
+        addr = {
             "Id": str(cust.id + 100),
             "Line1": f"{100 + cust.id * 7 % 900} {cust.city} Avenue",
             "City": cust.city,
-            "CountrySubDivisionCode": "CA",
-            "PostalCode": f"9{cust.id % 10000:04d}",
         }
+        if cust.country:
+            addr["Country"] = cust.country
+        if cust.region:
+            addr["CountrySubDivisionCode"] = cust.region
+        addr["PostalCode"] = f"9{cust.id % 10000:04d}"
+        return addr
 
     def _lines(self, lines: list[Line]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -585,7 +615,21 @@ class Company:
             body["PrimaryEmailAddr"] = {"Address": cust.email}
         if cust.notes:
             body["Notes"] = cust.notes
+        if cust.type_id is not None:
+            # QBO writes the reference with its value only, and only when a type is assigned.
+            body["CustomerTypeRef"] = {"value": str(cust.type_id)}
         return body
+
+    def render_customer_type(self, ctype: CustomerType) -> dict[str, Any]:
+        return {
+            "Name": ctype.name,
+            "Active": ctype.active,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": str(ctype.id),
+            "SyncToken": str(ctype.sync),
+            "MetaData": self._meta(ctype),
+        }
 
     def render_payment(self, pay: Payment) -> dict[str, Any]:
         return {
@@ -721,6 +765,12 @@ _FIELDS: dict[str, dict[str, _Get]] = {
         "active": lambda c, r: r.active,
         "balance": lambda c, r: r.balance,
         "currencyref": lambda c, r: r.currency,
+        "customertyperef": lambda c, r: None if r.type_id is None else str(r.type_id),
+    },
+    "CustomerType": {
+        **_COMMON,
+        "name": lambda c, r: r.name,
+        "active": lambda c, r: r.active,
     },
     "Payment": {
         **_TXN,

@@ -14,6 +14,7 @@ from arsync.sandbox.qbo.model import (
     Company,
     CreditMemo,
     Customer,
+    CustomerType,
     Invoice,
     Line,
     Payment,
@@ -26,6 +27,12 @@ from arsync.sandbox.qbo.wire import QboFault
 
 PRIVATE_NOTE_MAX = 4000
 ATTACHABLE_NOTE_MAX = 2000
+CUSTOMER_NOTES_MAX = 2000
+#: CustomerType.Name (Intuit documents no length: 100 is the sandbox's bound)
+CUSTOMER_TYPE_NAME_MAX = 100
+#: BillAddr.Country and CountrySubDivisionCode, as Intuit's reference bounds them
+COUNTRY_MAX = 255
+REGION_MAX = 255
 DOC_NUMBER_MAX = 21
 EMAIL_STATUSES = ("NotSet", "NeedToSend", "EmailSent")
 #: entity types an Attachable may point at, as QBO spells them
@@ -56,6 +63,13 @@ def get_customer(company: Company, ident: object) -> Customer:
     if cust is None:
         raise wire.not_found("Customer", str(ident))
     return cust
+
+
+def get_customer_type(company: Company, ident: object) -> CustomerType:
+    ctype = company.customer_types.get(_int(ident))
+    if ctype is None:
+        raise wire.not_found("CustomerType", str(ident))
+    return ctype
 
 
 def _int(ident: object) -> int:
@@ -575,7 +589,10 @@ def create_customer(company: Company, body: dict[str, Any], now: datetime) -> Cu
         created=now,
         updated=now,
         active=True if active is None else active,
-        notes=text_field(body, "Notes") or "",
+        notes=text_field(body, "Notes", CUSTOMER_NOTES_MAX) or "",
+        country=text_field(addr, "Country", COUNTRY_MAX) or "",
+        region=text_field(addr, "CountrySubDivisionCode", REGION_MAX) or "",
+        type_id=type_ref(company, body),
     )
     company.next_customer += 1
     company.customers[cust.id] = cust
@@ -593,14 +610,22 @@ def update_customer(company: Company, cust: Customer, body: dict[str, Any], now:
         if _name_taken(company, name, but=cust.id):
             raise duplicate_name(name)
         changes["display_name"] = name
-    for key, attr in (
-        ("CompanyName", "company_name"),
-        ("GivenName", "given_name"),
-        ("FamilyName", "family_name"),
-        ("Notes", "notes"),
+    for key, attr, limit in (
+        ("CompanyName", "company_name", None),
+        ("GivenName", "given_name", None),
+        ("FamilyName", "family_name", None),
+        ("Notes", "notes", CUSTOMER_NOTES_MAX),
     ):
         if key in body or not sparse:
-            changes[attr] = text_field(body, key) or ""
+            changes[attr] = text_field(body, key, limit) or ""
+    if "CustomerTypeRef" in body or not sparse:
+        changes["type_id"] = type_ref(company, body, keep=cust.type_id)
+    addr = obj_field(body, "BillAddr")
+    if addr is not None:
+        # Only a BillAddr that is sent changes the address (a full update without one keeps it).
+        changes["city"] = text_field(addr, "City") or cust.city
+        changes["country"] = text_field(addr, "Country", COUNTRY_MAX) or ""
+        changes["region"] = text_field(addr, "CountrySubDivisionCode", REGION_MAX) or ""
     if "PrimaryEmailAddr" in body or not sparse:
         changes["email"] = email_field(body, "PrimaryEmailAddr")
     if "PrimaryPhone" in body or not sparse:
@@ -609,6 +634,104 @@ def update_customer(company: Company, cust: Customer, body: dict[str, Any], now:
     active = bool_field(body, "Active")
     if active is not None:
         changes["active"] = active
+    for attr, value in changes.items():
+        setattr(cust, attr, value)
+    bump(company, cust, now)
+
+
+def type_ref(company: Company, body: dict[str, Any], keep: int | None = None) -> int | None:
+    """The CustomerTypeRef of a Customer body: an active type of this company (or `keep`, the
+    type the customer already has, even if inactive since), or None."""
+    ref = obj_field(body, "CustomerTypeRef")
+    value = text_field(ref, "value") if ref is not None else None
+    if not value:
+        return None
+    ctype = company.customer_types.get(_int(value))
+    if ctype is None or not (ctype.active or ctype.id == keep):
+        raise wire.validation(
+            "2500",
+            "Invalid Reference Id",
+            f"Invalid Reference Id : CustomerTypeRef {value} does not exist or is inactive",
+            element="CustomerTypeRef",
+        )
+    return ctype.id
+
+
+# -- what a bookkeeper does in QuickBooks itself (the control plane's events) ------------------
+def create_customer_type(
+    company: Company, name: object, active: object, now: datetime
+) -> CustomerType:
+    text = _type_name(company, name)
+    if not isinstance(active, bool):
+        raise ValueError("active must be true or false")
+    ctype = CustomerType(company.next_customer_type, 0, text, active, now, now)
+    company.next_customer_type += 1
+    company.customer_types[ctype.id] = ctype
+    company.touched()
+    return ctype
+
+
+def edit_customer_type(
+    company: Company, ctype: CustomerType, event: dict[str, Any], now: datetime
+) -> None:
+    """A type renamed or made (in)active; its customers keep it (and their own times)."""
+    name = _type_name(company, event["name"], but=ctype.id) if "name" in event else ctype.name
+    active = event.get("active", ctype.active)
+    if not isinstance(active, bool):
+        raise ValueError("active must be true or false")
+    ctype.name, ctype.active = name, active
+    bump(company, ctype, now)
+
+
+def _type_name(company: Company, name: object, but: int | None = None) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a customer type needs a name (non-empty text)")
+    text = clean_text(name.strip())
+    if len(text) > CUSTOMER_TYPE_NAME_MAX:
+        raise ValueError(f"a customer type's name is at most {CUSTOMER_TYPE_NAME_MAX} characters")
+    lowered = text.lower()
+    if any(t.name.lower() == lowered and t.id != but for t in company.customer_types.values()):
+        raise ValueError(f"a customer type named {text!r} already exists")
+    return text
+
+
+def edit_customer(company: Company, cust: Customer, event: dict[str, Any], now: datetime) -> None:
+    """Notes, customer type and billing country/region, as typed in QuickBooks' customer form.
+
+    Everything is checked before anything changes; the customer's SyncToken and LastUpdatedTime
+    move, so queries and CDC return it.
+    """
+    changes: dict[str, Any] = {}
+    if "notes" in event:
+        notes = event["notes"]
+        if notes is not None and not isinstance(notes, str):
+            raise ValueError("notes must be text or null")
+        text = clean_text(notes or "")
+        if len(text) > CUSTOMER_NOTES_MAX:
+            raise ValueError(f"notes are at most {CUSTOMER_NOTES_MAX} characters")
+        changes["notes"] = text
+    if "customer_type" in event:
+        raw = event["customer_type"]
+        if raw is None:
+            changes["type_id"] = None
+        else:
+            ctype = company.customer_types.get(_int(raw))
+            if ctype is None:
+                raise ValueError(f"no customer type {raw!r} in this company")
+            if not ctype.active:
+                raise ValueError(
+                    f"customer type {ctype.name!r} is inactive: QuickBooks offers it no more"
+                )
+            changes["type_id"] = ctype.id
+    for key, limit in (("country", COUNTRY_MAX), ("region", REGION_MAX)):
+        if key in event:
+            value = event[key]
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key} must be text or null")
+            text = clean_text(value or "").strip()
+            if len(text) > limit:
+                raise ValueError(f"{key} is at most {limit} characters")
+            changes[key] = text
     for attr, value in changes.items():
         setattr(cust, attr, value)
     bump(company, cust, now)

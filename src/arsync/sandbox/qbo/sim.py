@@ -38,6 +38,9 @@ EVENT_TYPES = (
     "create_invoice",
     "delete_invoice",
     "email_change",
+    "customer_type",
+    "customer_type_edit",
+    "customer_edit",
 )
 
 
@@ -111,6 +114,44 @@ class QboSim(PlatformSim):
             cust = ops.get_customer(company, event["customer"])
             ops.set_email(company, cust, event["email"], now)
             return {"customer": str(cust.id), "email": cust.email, "sync_token": str(cust.sync)}
+        if kind == "customer_type":
+            # Made in QuickBooks' settings (the API cannot create one).
+            unknown = set(event) - {"type", "name", "active"}
+            if unknown:
+                raise ValueError(f"customer_type: unknown keys {', '.join(sorted(unknown))}")
+            ctype = ops.create_customer_type(
+                company, event.get("name"), event.get("active", True), now
+            )
+            return self._type_result(ctype)
+        if kind == "customer_type_edit":
+            unknown = set(event) - {"type", "customer_type", "name", "active"}
+            if unknown:
+                raise ValueError(f"customer_type_edit: unknown keys {', '.join(sorted(unknown))}")
+            if "customer_type" not in event or not {"name", "active"} & set(event):
+                raise ValueError("customer_type_edit needs customer_type and name and/or active")
+            ctype = ops.get_customer_type(company, event["customer_type"])
+            ops.edit_customer_type(company, ctype, event, now)
+            return self._type_result(ctype)
+        if kind == "customer_edit":
+            fields = {"notes", "customer_type", "country", "region"}
+            unknown = set(event) - fields - {"type", "customer"}
+            if unknown:
+                raise ValueError(f"customer_edit: unknown keys {', '.join(sorted(unknown))}")
+            if "customer" not in event or not fields & set(event):
+                raise ValueError(
+                    "customer_edit needs customer and one of notes, customer_type (an Id, or "
+                    "null to remove it), country, region"
+                )
+            cust = ops.get_customer(company, event["customer"])
+            ops.edit_customer(company, cust, event, now)
+            return {
+                "customer": str(cust.id),
+                "sync_token": str(cust.sync),
+                "notes": cust.notes,
+                "customer_type": None if cust.type_id is None else str(cust.type_id),
+                "country": cust.country,
+                "region": cust.region,
+            }
         if kind == "create_invoice":
             if "customer" not in event:
                 raise ValueError("create_invoice needs customer")
@@ -153,6 +194,15 @@ class QboSim(PlatformSim):
             return self._invoice_result(inv)
         ops.delete_invoice(company, inv, now)
         return {"invoice": str(inv.id), "deleted": True}
+
+    @staticmethod
+    def _type_result(ctype: Any) -> dict[str, Any]:
+        return {
+            "customer_type": str(ctype.id),
+            "name": ctype.name,
+            "active": ctype.active,
+            "sync_token": str(ctype.sync),
+        }
 
     @staticmethod
     def _invoice_result(inv: Any) -> dict[str, Any]:

@@ -76,6 +76,12 @@ def stale(entity: str) -> QboFault:
     )
 
 
+def unsupported(operation: str) -> QboFault:
+    """What QBO answers a write it does not offer for an entity (e.g. creating a CustomerType):
+    HTTP 400, a ValidationFault with code 500."""
+    return QboFault(400, "500", "Unsupported Operation", f"Operation {operation} is not supported.")
+
+
 def validation(code: str, message: str, detail: str, element: str = "") -> QboFault:
     return QboFault(400, code, message, detail, element=element)
 

@@ -50,4 +50,28 @@ Decisions where Xero's documentation is silent, and known deviations:
   declares (Xero itself omits the offset).
 - PKCE apps may exchange a code without a secret, but refreshing always needs the secret.
 - The online-invoice URL points at in.xero.com, which the sandbox does not serve.
+- Contact groups: GET /ContactGroups lists the ACTIVE groups (`where` and `order` on Name,
+  Status, ContactGroupID) with empty `Contacts`; GET /ContactGroups/{id} gives one with its
+  members (404 for an unknown or DELETED group, as "only ACTIVE groups are returned on GETs");
+  PUT /ContactGroups makes groups (all or nothing: a Name is required, unique among the active
+  ones in any case, at most 255 characters (our bound), at most 100 groups, Xero's own
+  message); POST /ContactGroups/{id} renames or deletes (Status DELETED); PUT
+  /ContactGroups/{id}/Contacts adds members (an unknown ContactID is a validation error, one
+  already in stays, the reply lists every contact sent); DELETE …/Contacts/{ContactID} takes
+  one out (204 even when it was not in), DELETE …/Contacts takes all out. A contact's
+  ContactGroups are filled in single reads and paged lists only (an unpaged list carries empty
+  lists, as Xero's maintainers say). Whether a membership change (or deleting the group) moves
+  a member's UpdatedDateUTC is unknown: XeroLimits.group_change_moves_contact (default False).
+  The events `group_create`, `group_edit` and `group_members` do the same as a person in Xero.
+- POST /Invoices/{id} changes the ExpectedPaymentDate only ("2026-12-20", "…T00:00:00" or
+  /Date(ms)/; cleared with `"ExpectedPaymentDateString": ""`; a null is "not given"), on sales
+  invoices that are still owed (DRAFT, SUBMITTED, AUTHORISED). Any other field is refused
+  (ErrorNumber 10) unless sent with the value the invoice already has (or is a read-only flag
+  such as HasAttachments, which xero-python sends). It is rendered as /Date(ms+0000)/ in every
+  invoice form, summaryOnly too. Whether setting it moves UpdatedDateUTC is unknown:
+  XeroLimits.expected_date_moves_invoice (default False). The `expected_date` event is the
+  Awaiting Payment list's "Expected Date".
+- Contacts' billing (POBOX) address carries City, Region and Country as free text: "United
+  Kingdom", or by the contact's currency "Ireland" (Co. Dublin) and "United States" (NY); the
+  `contact_address` event changes country and region (and moves UpdatedDateUTC).
 """

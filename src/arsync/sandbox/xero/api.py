@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from starlette.responses import Response
 from arsync.sandbox.oauth import AccessToken, Grant
 from arsync.sandbox.xero import render
 from arsync.sandbox.xero.serialise import (
+    EPOCH,
     api_exception,
     envelope,
     json_response,
@@ -28,7 +29,9 @@ from arsync.sandbox.xero.serialise import (
 )
 from arsync.sandbox.xero.state import (
     Contact,
+    ContactGroup,
     CreditNote,
+    GroupError,
     HistoryEntry,
     IdempotentReply,
     Invoice,
@@ -55,8 +58,14 @@ class Route:
 
 def _r(method: str, path: str, name: str, scopes: set[str]) -> Route:
     # Xero's paths are case-insensitive: match on the lower-cased path, keep the id's own case.
-    regex = re.escape(path.lower()).replace(r"\{id\}", r"(?P<id>[^/]+)")
+    # A second id ({sub}) is kept in the same match: the handler reads "{id}/…/{sub}" as one.
+    regex = re.escape(path.lower())
+    if "{sub}" in path:
+        regex = regex.replace(r"\{id\}", r"(?P<id>[^/]+").replace(r"\{sub\}", r"[^/]+)")
+    else:
+        regex = regex.replace(r"\{id\}", r"(?P<id>[^/]+)")
     template = path.replace("{id}", "{" + _ID_NAMES.get(path.split("/")[3], "id") + "}")
+    template = template.replace("{sub}", "{ContactID}")
     return Route(
         method, re.compile(regex + r"/?\Z"), f"{method} {template}", name, frozenset(scopes)
     )
@@ -67,17 +76,20 @@ _ID_NAMES = {
     "Payments": "PaymentID",
     "CreditNotes": "CreditNoteID",
     "Contacts": "ContactID",
+    "ContactGroups": "ContactGroupID",
 }
 _TX_READ = {"accounting.transactions", "accounting.transactions.read"}
 _INV_READ = _TX_READ | {"accounting.invoices", "accounting.invoices.read"}
 _INV_WRITE = {"accounting.transactions", "accounting.invoices"}
 _PAY_READ = _TX_READ | {"accounting.payments", "accounting.payments.read"}
 _CONTACT_READ = {"accounting.contacts", "accounting.contacts.read"}
+_CONTACT_WRITE = {"accounting.contacts"}
 _SETTINGS_READ = {"accounting.settings", "accounting.settings.read"}
 _V = "/api.xro/2.0"
 ROUTES: tuple[Route, ...] = (
     _r("GET", f"{_V}/Invoices", "list_invoices", _INV_READ),
     _r("GET", f"{_V}/Invoices/{{id}}", "get_invoice", _INV_READ),
+    _r("POST", f"{_V}/Invoices/{{id}}", "update_invoice", _INV_WRITE),
     _r("GET", f"{_V}/Invoices/{{id}}/History", "get_history", _INV_READ),
     _r("PUT", f"{_V}/Invoices/{{id}}/History", "put_history", _INV_WRITE),
     _r("POST", f"{_V}/Invoices/{{id}}/Email", "email_invoice", _INV_WRITE),
@@ -88,6 +100,18 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", f"{_V}/CreditNotes/{{id}}", "get_credit_note", _INV_READ),
     _r("GET", f"{_V}/Contacts", "list_contacts", _CONTACT_READ),
     _r("GET", f"{_V}/Contacts/{{id}}", "get_contact", _CONTACT_READ),
+    _r("GET", f"{_V}/ContactGroups", "list_groups", _CONTACT_READ),
+    _r("PUT", f"{_V}/ContactGroups", "create_groups", _CONTACT_WRITE),
+    _r("GET", f"{_V}/ContactGroups/{{id}}", "get_group", _CONTACT_READ),
+    _r("POST", f"{_V}/ContactGroups/{{id}}", "update_group", _CONTACT_WRITE),
+    _r("PUT", f"{_V}/ContactGroups/{{id}}/Contacts", "add_group_contacts", _CONTACT_WRITE),
+    _r("DELETE", f"{_V}/ContactGroups/{{id}}/Contacts", "clear_group_contacts", _CONTACT_WRITE),
+    _r(
+        "DELETE",
+        f"{_V}/ContactGroups/{{id}}/Contacts/{{sub}}",
+        "remove_group_contact",
+        _CONTACT_WRITE,
+    ),
     _r("GET", f"{_V}/Organisation", "get_organisation", _SETTINGS_READ),
 )
 
@@ -126,6 +150,7 @@ INVOICE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "currencycode": lambda i: i.currency,
     "senttocontact": lambda i: i.sent,
     "hasattachments": lambda i: False,
+    "expectedpaymentdate": lambda i: i.expected_payment_date,
 }
 PAYMENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "paymentid": lambda p: p.payment_id,
@@ -166,7 +191,14 @@ CONTACT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "updateddateutc": lambda c: c.updated,
     "defaultcurrency": lambda c: c.currency,
 }
-_DATE_FIELDS = frozenset({"date", "duedate", "fullypaidondate", "updateddateutc"})
+GROUP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "contactgroupid": lambda g: g.group_id,
+    "name": lambda g: g.name,
+    "status": lambda g: g.status,
+}
+_DATE_FIELDS = frozenset(
+    {"date", "duedate", "fullypaidondate", "updateddateutc", "expectedpaymentdate"}
+)
 
 
 @dataclass
@@ -361,6 +393,58 @@ class AccountingRoutes:
             return not_found()
         return call.ok(Invoices=[render.invoice_json(inv)])
 
+    async def update_invoice(self, call: Call) -> Response:
+        """POST /Invoices/{id}: the sandbox changes ExpectedPaymentDate only (set with a date,
+        cleared with `"ExpectedPaymentDateString": ""`); other fields are refused, not ignored."""
+        inv = self._invoice(call)
+        if inv is None:
+            return not_found()
+        body = await _json_body(call.request)
+        if not isinstance(body, dict):
+            return post_data_invalid("the body must be a JSON object")
+        if "Invoices" in body:
+            items = body["Invoices"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                return post_data_invalid("Invoices must be an array of objects")
+            if len(items) != 1:
+                return validation_error(["Send exactly one invoice to update"])
+            item: dict[str, Any] = items[0]
+        else:
+            item = body
+        element = {"InvoiceID": inv.invoice_id}
+        refused = _unchangeable(item, inv)
+        if refused is not None:
+            return validation_error(
+                [
+                    f"{refused} cannot be changed here: the sandbox changes only the "
+                    "ExpectedPaymentDate of an invoice through the API"
+                ],
+                element,
+            )
+        wanted: tuple[bool, date | None] | None = None  # (given, the day or None to clear)
+        for key in ("ExpectedPaymentDateString", "ExpectedPaymentDate"):
+            raw = item.get(key)
+            if raw is None or (raw == "" and key == "ExpectedPaymentDate"):
+                continue  # null (and an empty MS date) is "not given", as Xero reads it
+            if not isinstance(raw, str):
+                return post_data_invalid(f"{key} must be a string")
+            if raw == "":
+                wanted = (True, None)  # the documented way to clear it
+                break
+            day = parse_xero_day(raw)
+            if day is None:
+                return validation_error([f"{key} is not a date: {raw!r}"], element)
+            wanted = (True, day)
+            break
+        if wanted is not None:
+            try:
+                call.org.set_expected_date(
+                    inv, wanted[1], call.now, bool(self.limits.expected_date_moves_invoice)
+                )
+            except ValueError as err:
+                return validation_error([str(err)], element)
+        return call.ok(Invoices=[render.invoice_json(inv)])
+
     async def get_history(self, call: Call) -> Response:
         inv = self._invoice(call)
         if inv is None:
@@ -529,19 +613,214 @@ class AccountingRoutes:
         )
         rows, pagination = self._page(call, result)
         summary = _bool(q.get("summaryonly"))
+        # ContactGroups are filled only when the list is paged (as Xero's maintainers say);
+        # unpaged, every contact carries an empty list.
+        member_of: dict[str, list[ContactGroup]] = {}
+        if pagination is not None:
+            for group in call.org.active_groups():
+                for contact_id in group.members:
+                    member_of.setdefault(contact_id, []).append(group)
         return self._listing(
-            call, "Contacts", [render.contact_full(c, summary=summary) for c in rows], pagination
+            call,
+            "Contacts",
+            [
+                render.contact_full(
+                    c,
+                    summary=summary,
+                    groups=member_of.get(c.contact_id, []) if pagination is not None else None,
+                )
+                for c in rows
+            ],
+            pagination,
         )
 
     async def get_contact(self, call: Call) -> Response:
         contact = call.org.contacts.get((call.ident or "").lower())
         if contact is None:
             return not_found()
-        return call.ok(Contacts=[render.contact_full(contact)])
+        groups = call.org.groups_of(contact)
+        return call.ok(Contacts=[render.contact_full(contact, groups=groups)])
+
+    # -- contact groups ---------------------------------------------------------------------------
+    def _moves_contact(self) -> bool:
+        return bool(self.limits.group_change_moves_contact)
+
+    async def list_groups(self, call: Call) -> Response:
+        """Every ACTIVE group, without its members (those come with GET /ContactGroups/{id})."""
+        q = call.q
+        groups = call.org.active_groups()
+        where = q.get("where")
+        if where:
+            try:
+                predicate = compile_where(parse(where), GROUP_FIELDS, frozenset())
+            except WhereError as err:
+                raise QueryError(str(err)) from err
+            groups = [g for g in groups if predicate(g)]
+        order_keys = _order_key(q.get("order"), GROUP_FIELDS)
+        if order_keys:
+            groups = _sort(list(groups), order_keys)
+        return call.ok(ContactGroups=[render.group_json(g) for g in groups])
+
+    def _group(self, call: Call) -> ContactGroup | None:
+        return call.org.find_group((call.ident or "").split("/")[0])
+
+    async def get_group(self, call: Call) -> Response:
+        group = self._group(call)
+        if group is None:
+            return not_found()
+        return call.ok(ContactGroups=[render.group_json(group, members=True)])
+
+    async def create_groups(self, call: Call) -> Response:
+        items = await _items(call.request, "ContactGroups")
+        if isinstance(items, Response):
+            return items
+        if not items:
+            return validation_error(["A ContactGroups array with at least one group is required"])
+        names: list[Any] = []
+        for item in items:
+            if "ContactGroupID" in item or item.get("Status", "ACTIVE") != "ACTIVE":
+                return validation_error(
+                    ["A new contact group takes a Name only (change one with POST)"]
+                )
+            names.append(item.get("Name"))
+        try:
+            # All or nothing: each name is checked against those made before it.
+            made = []
+            for name in names:
+                made.append(call.org.create_group(name, call.now))
+        except GroupError as err:
+            for group in made:  # undo the ones made before the refusal
+                call.org.group_list.remove(group)
+                del call.org.groups[group.group_id]
+            call.org.touch()
+            element = {"Name": name if isinstance(name, str) else "", "Contacts": []}
+            return validation_error([str(err)], element)
+        return call.ok(ContactGroups=[render.group_json(g) for g in made])
+
+    async def update_group(self, call: Call) -> Response:
+        group = self._group(call)
+        if group is None:
+            return not_found()
+        items = await _items(call.request, "ContactGroups")
+        if isinstance(items, Response):
+            return items
+        if len(items) != 1:
+            return validation_error(["Send exactly one contact group to update"])
+        item = items[0]
+        try:
+            call.org.edit_group(
+                group, item.get("Name"), item.get("Status"), call.now, self._moves_contact()
+            )
+        except GroupError as err:
+            return validation_error([str(err)], {"ContactGroupID": group.group_id})
+        return call.ok(ContactGroups=[render.group_json(group)])
+
+    async def add_group_contacts(self, call: Call) -> Response:
+        group = self._group(call)
+        if group is None:
+            return not_found()
+        items = await _items(call.request, "Contacts")
+        if isinstance(items, Response):
+            return items
+        if not items:
+            return validation_error(["A Contacts array with at least one ContactID is required"])
+        contacts: list[Contact] = []
+        for item in items:
+            raw = item.get("ContactID")
+            contact = call.org.contacts.get(raw.strip().lower()) if isinstance(raw, str) else None
+            if contact is None:
+                return validation_error(
+                    [f"The contact {raw!r} could not be found"],
+                    {"ContactID": raw if isinstance(raw, str) else ""},
+                )
+            contacts.append(contact)
+        call.org.add_to_group(group, contacts, call.now, self._moves_contact())
+        # Xero lists every contact sent, those already in the group too.
+        return call.ok(
+            Contacts=[
+                {**render.contact_ref(c), "ValidationErrors": []}
+                for c in {c.contact_id: c for c in contacts}.values()
+            ]
+        )
+
+    async def clear_group_contacts(self, call: Call) -> Response:
+        group = self._group(call)
+        if group is None:
+            return not_found()
+        members = list(group.members.values())
+        call.org.remove_from_group(group, members, call.now, self._moves_contact())
+        return Response(status_code=204)
+
+    async def remove_group_contact(self, call: Call) -> Response:
+        group = self._group(call)
+        contact_ref = (call.ident or "").split("/")[-1].lower()
+        contact = call.org.contacts.get(contact_ref)
+        if group is None or contact is None:
+            return not_found()
+        # A contact that is not in the group is already where it should be: nothing to do.
+        call.org.remove_from_group(group, [contact], call.now, self._moves_contact())
+        return Response(status_code=204)
 
     # -- the organisation -------------------------------------------------------------------------
     async def get_organisation(self, call: Call) -> Response:
         return call.ok(Organisations=[render.organisation_json(call.org)])
+
+
+#: flags clients send back as they read them (xero-python sends HasAttachments and HasErrors
+#: with every invoice it writes); Xero ignores them in a write
+_READ_ONLY_FLAGS = frozenset(
+    {"HasAttachments", "HasErrors", "IsDiscounted", "HasValidationErrors", "ValidationErrors"}
+)
+_EXPECTED_DATE_FIELDS = frozenset({"ExpectedPaymentDate", "ExpectedPaymentDateString"})
+
+
+def _unchangeable(item: dict[str, Any], inv: Invoice) -> str | None:
+    """The first field of an invoice update the sandbox cannot make: any but the expected date,
+    unless it is sent with the value the invoice already has (or is a read-only flag)."""
+    current = render.invoice_json(inv)
+    for key, value in item.items():
+        if key in _EXPECTED_DATE_FIELDS or key in _READ_ONLY_FLAGS:
+            continue
+        if key == "Contact" and isinstance(value, dict):
+            given = value.get("ContactID")
+            if isinstance(given, str) and given.lower() == inv.contact.contact_id:
+                continue
+            return key
+        have = current.get(key)
+        if isinstance(value, str) and isinstance(have, str) and value.lower() == have.lower():
+            continue
+        if value == have and not isinstance(value, dict | list):
+            continue
+        return key
+    return None
+
+
+async def _items(request: Request, key: str) -> list[dict[str, Any]] | Response:
+    """The objects of `{key: [...]}` (or one bare object) in a request body."""
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return post_data_invalid("the body must be a JSON object")
+    if key not in body:
+        return [body] if body else []
+    items = body[key]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return post_data_invalid(f"{key} must be an array of objects")
+    return items
+
+
+_MS_DAY = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
+
+
+def parse_xero_day(raw: str) -> date | None:
+    """A calendar date as clients send one: 2026-12-20, 2026-12-20T00:00:00 or /Date(ms)/."""
+    text = raw.strip()
+    match = _MS_DAY.match(text)
+    try:
+        if match is not None:
+            return (EPOCH + timedelta(milliseconds=int(match.group(1)))).date()
+        return date.fromisoformat(text[:10]) if len(text) in (10, 19) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 async def _json_body(request: Request) -> Any:

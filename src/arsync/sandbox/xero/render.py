@@ -16,6 +16,7 @@ from arsync.sandbox.xero.state import (
     ZERO,
     Allocation,
     Contact,
+    ContactGroup,
     CreditNote,
     HistoryEntry,
     Invoice,
@@ -38,7 +39,22 @@ def contact_ref(c: Contact) -> dict[str, Any]:
     }
 
 
-def contact_full(c: Contact, summary: bool = False) -> dict[str, Any]:
+def group_json(group: ContactGroup, members: bool = False) -> dict[str, Any]:
+    """A contact group; its Contacts only where Xero lists them (GET /ContactGroups/{id})."""
+    return {
+        "ContactGroupID": group.group_id,
+        "Name": group.name,
+        "Status": group.status,
+        "Contacts": [contact_ref(c) for c in group.members.values()] if members else [],
+        "HasValidationErrors": False,
+    }
+
+
+def contact_full(
+    c: Contact, summary: bool = False, groups: list[ContactGroup] | None = None
+) -> dict[str, Any]:
+    """A contact; `groups` are its ContactGroups, which Xero fills only in paged lists and
+    single reads (None: the empty list an unpaged list carries)."""
     body: dict[str, Any] = {
         "ContactID": c.contact_id,
         "ContactStatus": c.status,
@@ -65,10 +81,12 @@ def contact_full(c: Contact, summary: bool = False) -> dict[str, Any]:
         for person in c.persons
     ]
     body["BankAccountDetails"] = ""
-    body["Addresses"] = [
-        {"AddressType": "POBOX", "City": c.city, "Country": "United Kingdom"},
-        {"AddressType": "STREET"},
-    ]
+    billing: dict[str, Any] = {"AddressType": "POBOX", "City": c.city}
+    if c.region:
+        billing["Region"] = c.region
+    if c.country:
+        billing["Country"] = c.country
+    body["Addresses"] = [billing, {"AddressType": "STREET"}]
     phones: list[dict[str, Any]] = [{"PhoneType": kind} for kind in ("DDI", "MOBILE", "FAX")]
     default_phone: dict[str, Any] = {"PhoneType": "DEFAULT"}
     if c.phone:
@@ -80,7 +98,7 @@ def contact_full(c: Contact, summary: bool = False) -> dict[str, Any]:
             PhoneNumber=parts[2] if len(parts) > 2 else "",
         )
     body["Phones"] = [default_phone, *phones]
-    body["ContactGroups"] = []
+    body["ContactGroups"] = [group_json(g) for g in groups or ()]
     return body
 
 
@@ -156,6 +174,8 @@ def invoice_json(inv: Invoice, *, lines: bool = True, summary: bool = False) -> 
     body["Date"] = ms_date(inv.date)
     body["DueDateString"] = iso_date(inv.due_date)
     body["DueDate"] = ms_date(inv.due_date)
+    if inv.expected_payment_date is not None:
+        body["ExpectedPaymentDate"] = ms_date(inv.expected_payment_date)
     body["Status"] = inv.status
     body["LineAmountTypes"] = "Exclusive"
     if not summary:

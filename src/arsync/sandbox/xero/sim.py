@@ -121,7 +121,7 @@ class XeroSim(PlatformSim):
         if not isinstance(event, dict) or "type" not in event:
             raise ValueError("an event is an object with a 'type'")
         with self.sandbox.lock:
-            return self.org(tenant).apply_event(event, self.clock.now())
+            return self.org(tenant).apply_event(event, self.clock.now(), self._limits())
 
     # -- the pipeline's hooks ---------------------------------------------------------------------
     def _limits(self) -> Any:

@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from datetime import date as Day
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from arsync.sandbox.books import Books, GenLine
+
+if TYPE_CHECKING:
+    from arsync.sandbox.core import XeroLimits
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -96,12 +99,40 @@ class Contact:
     is_customer: bool = True
     is_supplier: bool = False
     persons: tuple[ContactPerson, ...] = ()
+    #: the billing (POBOX) address's Country and Region, free text as a person typed them
+    country: str = "United Kingdom"
+    region: str = ""
 
     def email_recipients(self) -> list[str]:
         """Where Xero sends an emailed invoice: the contact's own address and every contact
         person marked IncludeInEmails (an invoice can go out with either alone)."""
         people = [p.email for p in self.persons if p.include_in_emails and p.email]
         return list(dict.fromkeys(([self.email] if self.email else []) + people))
+
+
+#: the most contact groups an organisation may have (Xero's own message names 100)
+MAX_CONTACT_GROUPS = 100
+#: ContactGroup.Name (Xero documents no length: 255 is the sandbox's bound)
+GROUP_NAME_MAX = 255
+#: Address.Country is at most 50 characters, Region 255 (the OpenAPI file's Address)
+COUNTRY_MAX = 50
+REGION_MAX = 255
+
+
+class GroupError(ValueError):
+    """A contact group change Xero refuses (answered as a ValidationException)."""
+
+
+@dataclass(slots=True, eq=False)
+class ContactGroup:
+    """A contact group; DELETED ones are kept but no GET shows them (as the OpenAPI file says)."""
+
+    group_id: str
+    name: str
+    created: datetime
+    status: str = "ACTIVE"
+    #: members by ContactID, in the order they joined
+    members: dict[str, Contact] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -198,6 +229,8 @@ class Invoice:
     allocations: list[Allocation] = field(default_factory=list)
     fully_paid_on: Day | None = None
     voided_at: datetime | None = None
+    #: "Expected Date": when the customer said they would pay (sales invoices only)
+    expected_payment_date: Day | None = None
     #: entries beyond those derived from the invoice's own facts (notes, emails, edits)
     extra_history: list[HistoryEntry] | None = None
     sub_total: Decimal = ZERO
@@ -308,6 +341,10 @@ class Organisation:
         self.credit_note_by_number: dict[str, CreditNote] = {}
         self.credit_list: list[CreditNote] = []
         self.contact_list: list[Contact] = []
+        self.groups: dict[str, ContactGroup] = {}
+        self.group_list: list[ContactGroup] = []
+        #: the sandbox's settings for the event being applied (what the unknowns are set to)
+        self._limits: XeroLimits | None = None
         #: bumped by every change; query results are cached per version
         self.version = 0
         self.query_cache: OrderedDict[Any, tuple[int, list[Any]]] = OrderedDict()
@@ -370,6 +407,10 @@ class Organisation:
                 currency=c.currency,
                 updated=c.created_at,
                 status="ACTIVE" if c.active else "ARCHIVED",
+            )
+            # Customers billed in another currency are abroad (names as people type them).
+            contact.country, contact.region = _ADDRESS_BY_CURRENCY.get(
+                c.currency, ("United Kingdom", "")
             )
             by_key[c.key] = contact
             self.contacts[contact.contact_id] = contact
@@ -478,6 +519,104 @@ class Organisation:
             raise ValueError(f"no invoice {ref!r} in organisation {self.tenant_id}")
         return inv
 
+    # -- contact groups -------------------------------------------------------------------------
+    def active_groups(self) -> list[ContactGroup]:
+        return [g for g in self.group_list if g.status == "ACTIVE"]
+
+    def find_group(self, ref: str) -> ContactGroup | None:
+        """An ACTIVE group by ContactGroupID (a DELETED one is found by no GET)."""
+        group = self.groups.get(ref.strip().lower())
+        return group if group is not None and group.status == "ACTIVE" else None
+
+    def groups_of(self, contact: Contact) -> list[ContactGroup]:
+        """The ACTIVE groups a contact belongs to, in the order they were made."""
+        return [
+            g for g in self.group_list if g.status == "ACTIVE" and contact.contact_id in g.members
+        ]
+
+    def create_group(self, name: Any, now: datetime) -> ContactGroup:
+        text = self._group_name(name)
+        if len(self.active_groups()) >= MAX_CONTACT_GROUPS:
+            raise GroupError(f"You've reached the limit of {MAX_CONTACT_GROUPS} contact groups.")
+        group = ContactGroup(self.new_id(), text, now)
+        self.groups[group.group_id] = group
+        self.group_list.append(group)
+        self.touch()
+        return group
+
+    def edit_group(
+        self, group: ContactGroup, name: Any, status: Any, now: datetime, moves: bool
+    ) -> None:
+        """Rename and/or delete (Status DELETED); a deleted group leaves its members' groups."""
+        if status is not None and status not in ("ACTIVE", "DELETED"):
+            raise GroupError("Status must be ACTIVE or DELETED")
+        text = self._group_name(name, but=group) if name is not None else group.name
+        group.name = text
+        if status == "DELETED" and group.status != "DELETED":
+            group.status = "DELETED"
+            self._members_moved(group.members.values(), now, moves)
+        self.touch()
+
+    def add_to_group(
+        self, group: ContactGroup, contacts: list[Contact], now: datetime, moves: bool
+    ) -> list[Contact]:
+        """Add contacts (those already in it stay as they were); returns the ones added."""
+        unique = {c.contact_id: c for c in contacts}.values()
+        added = [c for c in unique if c.contact_id not in group.members]
+        for contact in added:
+            group.members[contact.contact_id] = contact
+        self._members_moved(added, now, moves)
+        self.touch()
+        return added
+
+    def remove_from_group(
+        self, group: ContactGroup, contacts: list[Contact], now: datetime, moves: bool
+    ) -> list[Contact]:
+        removed = [
+            group.members.pop(c.contact_id) for c in contacts if c.contact_id in group.members
+        ]
+        self._members_moved(removed, now, moves)
+        self.touch()
+        return removed
+
+    def _members_moved(self, contacts: Iterable[Contact], now: datetime, moves: bool) -> None:
+        # Whether Xero moves a contact's UpdatedDateUTC when its groups change is unknown: the
+        # sandbox's XeroLimits.group_change_moves_contact says (default: it does not).
+        if moves:
+            for contact in contacts:
+                contact.updated = max(contact.updated, now)
+
+    def _group_name(self, name: Any, but: ContactGroup | None = None) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise GroupError("The contact group's Name is required")
+        if "\x00" in name:
+            raise GroupError("The contact group's Name contains invalid characters")
+        text = name.strip()
+        if len(text) > GROUP_NAME_MAX:
+            raise GroupError(f"The contact group's Name is at most {GROUP_NAME_MAX} characters")
+        lowered = text.lower()
+        if any(g.name.lower() == lowered and g is not but for g in self.active_groups()):
+            raise GroupError(f"A contact group named '{text}' already exists")
+        return text
+
+    # -- the expected payment date ----------------------------------------------------------------
+    def set_expected_date(self, inv: Invoice, day: date | None, now: datetime, moves: bool) -> None:
+        """ExpectedPaymentDate set (or cleared with None), as the Awaiting Payment list does."""
+        if inv.type != "ACCREC":
+            raise ValueError(
+                f"{inv.number} is a bill: ExpectedPaymentDate is for sales invoices "
+                "(bills have PlannedPaymentDate)"
+            )
+        if inv.status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+            raise ValueError(
+                f"{inv.number} is {inv.status}: an expected date goes on an invoice still owed"
+            )
+        inv.expected_payment_date = day
+        # Whether Xero moves UpdatedDateUTC for it is unknown: XeroLimits says (default: no).
+        if moves:
+            inv.updated = max(inv.updated, now)
+        self.touch()
+
     def cached(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A query's full result, kept while nothing changes (pages of one sync share it)."""
         hit = self.query_cache.get(key)
@@ -491,8 +630,11 @@ class Organisation:
         return result
 
     # -- business events --------------------------------------------------------------------------
-    def apply_event(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def apply_event(
+        self, event: dict[str, Any], now: datetime, limits: XeroLimits | None = None
+    ) -> dict[str, Any]:
         kind = event.get("type")
+        self._limits = limits
         handlers: dict[str, Callable[[dict[str, Any], datetime], dict[str, Any]]] = {
             "payment": self._ev_payment,
             "credit": self._ev_credit,
@@ -501,6 +643,11 @@ class Organisation:
             "create_invoice": self._ev_create_invoice,
             "email_change": self._ev_email_change,
             "organisation": self._ev_organisation,
+            "contact_address": self._ev_contact_address,
+            "group_create": self._ev_group_create,
+            "group_edit": self._ev_group_edit,
+            "group_members": self._ev_group_members,
+            "expected_date": self._ev_expected_date,
         }
         if any(isinstance(v, str) and "\x00" in v for v in event.values()):
             raise ValueError("event values cannot contain NUL characters")
@@ -726,6 +873,101 @@ class Organisation:
             "UpdatedDateUTC": now.isoformat(),
         }
 
+    # -- what a bookkeeper does in Xero itself: addresses, groups, expected dates ---------------
+    def _moves_contact(self) -> bool:
+        return bool(self._limits is not None and self._limits.group_change_moves_contact)
+
+    def _contact_for_event(self, raw: Any, what: str) -> Contact:
+        contact = self.contacts.get(str(raw or "").strip().lower())
+        if contact is None:
+            raise ValueError(f"{what} needs 'contact', a ContactID of {self.tenant_id}")
+        return contact
+
+    def _group_for_event(self, event: dict[str, Any]) -> ContactGroup:
+        group = self.find_group(str(event.get("group") or ""))
+        if group is None:
+            raise ValueError(
+                f"{event['type']} needs 'group', the ContactGroupID of an ACTIVE group"
+            )
+        return group
+
+    def _ev_contact_address(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """The billing address's Country and/or Region (moves UpdatedDateUTC: it is the contact)."""
+        self._check_keys(event, {"contact", "country", "region"})
+        contact = self._contact_for_event(event.get("contact"), "contact_address")
+        if not {"country", "region"} & set(event):
+            raise ValueError("contact_address needs country and/or region (text, or null)")
+        changes: dict[str, str] = {}
+        for key, limit in (("country", COUNTRY_MAX), ("region", REGION_MAX)):
+            if key in event:
+                value = event[key]
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"{key} must be text or null")
+                text = (value or "").strip()
+                if len(text) > limit:
+                    raise ValueError(f"{key} is at most {limit} characters")
+                changes[key] = text
+        for key, text in changes.items():
+            setattr(contact, key, text)
+        contact.updated = max(contact.updated, now)
+        return {
+            "ContactID": contact.contact_id,
+            "Country": contact.country,
+            "Region": contact.region,
+            "UpdatedDateUTC": contact.updated.isoformat(),
+        }
+
+    def _ev_group_create(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        self._check_keys(event, {"name"})
+        group = self.create_group(event.get("name"), now)
+        return {"ContactGroupID": group.group_id, "Name": group.name, "Status": group.status}
+
+    def _ev_group_edit(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        self._check_keys(event, {"group", "name", "status"})
+        if not {"name", "status"} & set(event):
+            raise ValueError("group_edit needs name and/or status (ACTIVE or DELETED)")
+        group = self._group_for_event(event)
+        self.edit_group(group, event.get("name"), event.get("status"), now, self._moves_contact())
+        return {"ContactGroupID": group.group_id, "Name": group.name, "Status": group.status}
+
+    def _ev_group_members(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Contacts put into and/or taken out of a group (`add`, `remove`: lists of ContactIDs)."""
+        self._check_keys(event, {"group", "add", "remove"})
+        if not {"add", "remove"} & set(event):
+            raise ValueError("group_members needs add and/or remove (lists of ContactIDs)")
+        group = self._group_for_event(event)
+        lists: dict[str, list[Contact]] = {}
+        for key in ("add", "remove"):
+            raw = event.get(key) or []
+            if not isinstance(raw, list):
+                raise ValueError(f"{key} must be a list of ContactIDs")
+            lists[key] = [self._contact_for_event(c, "group_members") for c in raw]
+        moves = self._moves_contact()
+        added = self.add_to_group(group, lists["add"], now, moves)
+        removed = self.remove_from_group(group, lists["remove"], now, moves)
+        return {
+            "ContactGroupID": group.group_id,
+            "added": [c.contact_id for c in added],
+            "removed": [c.contact_id for c in removed],
+            "members": list(group.members),
+            "UpdatedDateUTCMoved": moves,
+        }
+
+    def _ev_expected_date(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """The "Expected Date" typed into the Awaiting Payment list (`date`, or null to clear)."""
+        self._check_keys(event, {"invoice", "date"})
+        if "date" not in event:
+            raise ValueError("expected_date needs date (an ISO date, or null to clear it)")
+        inv = self.invoice_for_event(event)
+        day = None if event["date"] is None else parse_day(event["date"], "date")
+        moves = bool(self._limits is not None and self._limits.expected_date_moves_invoice)
+        self.set_expected_date(inv, day, now, moves)
+        return self._invoice_result(
+            inv,
+            ExpectedPaymentDate=day.isoformat() if day else None,
+            UpdatedDateUTCMoved=moves,
+        )
+
     def _ev_organisation(self, event: dict[str, Any], now: datetime) -> dict[str, Any]:
         """Organisation settings as GET /Organisation serves them, for trying unusual values.
 
@@ -773,6 +1015,14 @@ class Organisation:
             "CountryCode": self.country,
             "zone": self.timezone,
         }
+
+
+#: billing country and region of contacts by their default currency, as people type them
+_ADDRESS_BY_CURRENCY = {
+    "GBP": ("United Kingdom", ""),
+    "EUR": ("Ireland", "Co. Dublin"),
+    "USD": ("United States", "NY"),
+}
 
 
 def xero_timezone(zone: str) -> str:
