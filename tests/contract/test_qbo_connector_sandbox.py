@@ -12,6 +12,7 @@ import pytest
 
 from arsync.connectors.base import Endpoints, Limits, Link, Page
 from arsync.connectors.quickbooks.connector import QuickBooksConnector
+from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,
@@ -121,6 +122,7 @@ def utc(moment: datetime) -> datetime:
 
 # -- what the sandbox itself holds, as arsync records -------------------------------------------
 def expected_customers(company: Company) -> dict[str, Customer]:
+    types = company.customer_types
     return {
         str(c.id): Customer(
             id=str(c.id),
@@ -130,6 +132,10 @@ def expected_customers(company: Company) -> dict[str, Customer]:
             currency=c.currency,
             active=c.active,
             updated_at=utc(c.updated),
+            country=iso_country(c.country),
+            region=c.region or None,
+            tags=(types[c.type_id].name,) if c.type_id is not None else (),
+            notes=c.notes or None,
         )
         for c in company.customers.values()
     }
@@ -228,7 +234,8 @@ def test_full_pull_matches_the_sandbox_field_by_field(world: World) -> None:
     assert {p.full_pass for p in pages} == {"2026-11-23T15:00:00.000+00:00"}
     assert cursor["phase"] == "incremental"
     assert cursor["since"] == cursor["swept_at"] == "2026-11-23T15:00:00.000+00:00"
-    # The company (CompanyInfo and Preferences), then one page per entity.
+    # The company (CompanyInfo and Preferences), then one page per entity (no customer has a
+    # customer type, so the types are not read).
     assert world.calls() - before == 6
     info = pages[0].company
     assert info is not None and all(p.company is None for p in pages[1:])
@@ -278,7 +285,6 @@ def test_a_cdc_the_platform_refuses_for_its_age_starts_a_full_pass(world: World)
     assert refused.status == 400
     assert [p.stream for p in pages] == ["customers", "invoices", "payments", "credit memos"]
     assert pages[-1].cursor["phase"] == "incremental"
-    # the refused CDC, the company (CompanyInfo, Preferences), one page per entity
     # a month on, the access token had expired (401, then a fresh one); the refused CDC; the
     # company (CompanyInfo, Preferences); one page per entity
     assert world.calls() - before == 1 + 1 + 2 + 4

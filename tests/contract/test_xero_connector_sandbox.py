@@ -15,6 +15,7 @@ import pytest
 
 from arsync.connectors.base import Endpoints, Limits, Link, Page, StaticTokens
 from arsync.connectors.xero.connector import XeroConnector
+from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,
@@ -128,6 +129,9 @@ def test_a_full_pull_matches_the_books_field_by_field(run: Run) -> None:
             currency=c.currency,
             active=c.status == "ACTIVE",
             updated_at=to_ms(c.updated),
+            country=iso_country(c.country),
+            region=c.region or None,
+            tags=tuple(sorted(g.name for g in org.groups_of(c))),
         )
 
     invoices = by_id(pages, Invoice)
@@ -148,6 +152,7 @@ def test_a_full_pull_matches_the_books_field_by_field(run: Run) -> None:
             status=STATUS[inv.status],
             sent=inv.sent,
             updated_at=to_ms(inv.updated),
+            expected_date=inv.expected_payment_date,
         )
 
     payments = by_id(pages, Payment)

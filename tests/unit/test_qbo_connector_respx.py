@@ -28,7 +28,7 @@ REALM = "9130"
 BASE = f"{API}/v3/company/{REALM}"
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 LIMITS = Limits(per_minute=1_000_000, per_second=1_000_000, concurrent=10, per_day=None)
-ENTITIES = ("Customer", "Invoice", "Payment", "CreditMemo")
+ENTITIES = ("Customer", "Invoice", "Payment", "CreditMemo", "CustomerType")
 
 
 def invoice_row(n: int, updated: str = "2026-11-20T10:00:00-08:00") -> dict[str, Any]:
@@ -126,12 +126,23 @@ class FakeQbo:
             rows = [r for r in rows if r["Id"] in wanted]
         if "Balance > '0'" in sql:
             rows = [r for r in rows if r["Balance"] > 0]
+        if name == "CustomerType":
+            rows = [r for r in rows if r["Active"]]  # QBO lists the active ones
         start = int(re.findall(r"STARTPOSITION (\d+)", sql)[0])
         size = int(re.findall(r"MAXRESULTS (\d+)", sql)[0])
         chosen = rows[start - 1 : start - 1 + size]
         if not chosen:
             return self._reply({})
         return self._reply({name: chosen, "startPosition": start, "maxResults": len(chosen)})
+
+    def customer_type(self, request: httpx.Request) -> httpx.Response:
+        type_id = request.url.path.rsplit("/", 1)[-1]
+        self.calls.append(f"GET customertype/{type_id}")
+        for row in self.tables["CustomerType"]:
+            if row["Id"] == type_id:
+                return httpx.Response(200, json={"CustomerType": row, "time": self.stamp()})
+        fault = {"Error": [{"Message": "Object Not Found", "code": "610"}], "type": "x"}
+        return httpx.Response(400, json={"Fault": fault, "time": self.stamp()})
 
     def _reply(self, response: dict[str, Any]) -> httpx.Response:
         return httpx.Response(200, json={"QueryResponse": response, "time": self.stamp()})
@@ -156,6 +167,7 @@ def qbo() -> Iterator[FakeQbo]:
     with respx.mock(assert_all_called=False) as router:
         router.post(f"{BASE}/query").mock(side_effect=fake.query)
         router.get(f"{BASE}/cdc").mock(side_effect=fake.cdc)
+        router.get(url__regex=rf"{BASE}/customertype/\w+").mock(side_effect=fake.customer_type)
         router.get(f"{BASE}/companyinfo/{REALM}").mock(
             return_value=httpx.Response(
                 200,
@@ -214,6 +226,7 @@ def incremental(since: datetime, swept_at: datetime | None = None) -> dict[str, 
         "since": since.isoformat(timespec="milliseconds"),
         "swept_at": swept,
         "home_currency": "USD",
+        "customer_types": {},
     }
 
 
@@ -233,6 +246,7 @@ def test_full_pass_pages_every_entity_until_a_short_page(qbo: FakeQbo) -> None:
     pages = pull(None)
 
     assert qbo.calls[0] == "SELECT * FROM Preferences"
+    # no customer has a type: the types are never read
     assert "WHERE Active IN (true, false) ORDERBY Id" in qbo.calls[1]
     # Each page is asked from the previous page's last row (so a deletion cannot skip one).
     assert starts(qbo.calls, "Invoice") == [1, 1000, 1999]
@@ -272,6 +286,7 @@ def test_full_pass_pages_every_entity_until_a_short_page(qbo: FakeQbo) -> None:
         "last_id": "1000",
         "gap": False,
         "home_currency": "USD",
+        "customer_types": None,
     }
     assert pages[-1].cursor == {
         "v": 1,
@@ -279,6 +294,7 @@ def test_full_pass_pages_every_entity_until_a_short_page(qbo: FakeQbo) -> None:
         "since": first_page_time,
         "swept_at": first_page_time,
         "home_currency": "USD",
+        "customer_types": None,
     }
 
 
@@ -580,3 +596,120 @@ def test_a_reply_without_time_falls_back_to_the_date_header() -> None:
     assert at == "2026-11-23T15:00:07+00:00"
     assert sent["changedSince"] == ["2026-11-23T15:00:00+00:00"]
     assert sent["entities"] == ["Invoice,Payment"]
+
+
+# -- customer types ------------------------------------------------------------------------------
+def type_row(n: int, name: str, active: bool = True) -> dict[str, Any]:
+    return {
+        "Id": str(n),
+        "Name": name,
+        "Active": active,
+        "MetaData": {"LastUpdatedTime": "2026-11-01T10:00:00-08:00"},
+    }
+
+
+def typed(n: int, type_id: str | None, **extra: Any) -> dict[str, Any]:
+    row = customer_row(n) | extra
+    if type_id is not None:
+        row["CustomerTypeRef"] = {"value": type_id}
+    return row
+
+
+def test_a_full_pass_reads_the_customer_types_once_and_names_each_customers(
+    qbo: FakeQbo,
+) -> None:
+    qbo.tables["CustomerType"] = [type_row(1, "Do not chase"), type_row(2, "Slow payer")]
+    qbo.tables["Customer"] = [
+        typed(
+            1,
+            "1",
+            Notes="Paused: dispute over the March delivery",
+            BillAddr={"Country": "U.S.A.", "CountrySubDivisionCode": " NY "},
+        ),
+        typed(2, None, Notes="   ", BillAddr={"Country": "Narnia"}),
+    ]
+    pages = pull(None)
+    # read once, when the first page of customers holds a typed one: after the company, before
+    # the customers page is handed over
+    assert sum("FROM CustomerType" in c for c in qbo.calls) == 1
+    assert "FROM CustomerType" in qbo.calls[2] and "FROM Customer " in qbo.calls[1]
+    first, second = pages[0].items
+    assert isinstance(first, Customer) and isinstance(second, Customer)
+    assert (first.tags, first.notes) == (
+        ("Do not chase",),
+        "Paused: dispute over the March delivery",
+    )
+    assert (first.country, first.region) == ("US", "NY")
+    assert (second.tags, second.notes, second.country, second.region) == ((), None, None, None)
+    assert pages[-1].cursor["customer_types"] == {"1": "Do not chase", "2": "Slow payer"}
+
+
+def test_a_changed_customer_of_a_known_type_costs_no_extra_call(qbo: FakeQbo) -> None:
+    everything = "Invoice,Payment,CreditMemo,Customer"
+    qbo.cdc_replies[everything] = {"Customer": [typed(4, "1")]}
+    state = incremental(NOW - timedelta(minutes=5)) | {"customer_types": {"1": "Do not chase"}}
+    pages = pull(state)
+    assert len(qbo.calls) == 1 and qbo.calls[0].startswith("CDC")
+    (customer,) = pages[0].items
+    assert isinstance(customer, Customer) and customer.tags == ("Do not chase",)
+    assert pages[-1].cursor["customer_types"] == {"1": "Do not chase"}
+
+
+def test_an_unknown_type_reads_the_types_again_once_a_cycle(qbo: FakeQbo) -> None:
+    qbo.tables["CustomerType"] = [
+        type_row(1, "Do not chase"),
+        type_row(2, "Slow payer"),
+        type_row(3, "Old terms", active=False),  # the list leaves it out; its own read does not
+    ]
+    everything = "Invoice,Payment,CreditMemo,Customer"
+    qbo.cdc_replies[everything] = {
+        "Customer": [typed(2, "2"), typed(4, "3"), typed(6, "9"), typed(8, "2")]
+    }
+    state = incremental(NOW - timedelta(minutes=5)) | {"customer_types": {"1": "Do not chase"}}
+    pages = pull(state)
+    assert qbo.calls[1:] == [
+        "SELECT * FROM CustomerType STARTPOSITION 1 MAXRESULTS 1000",
+        "GET customertype/3",
+        "GET customertype/9",
+    ]
+    tags = {c.id: c.tags for c in pages[0].items if isinstance(c, Customer)}
+    assert tags == {"2": ("Slow payer",), "4": ("Old terms",), "6": (), "8": ("Slow payer",)}
+    cursor = pages[-1].cursor
+    assert cursor["customer_types"] == {"1": "Do not chase", "2": "Slow payer", "3": "Old terms"}
+
+    # The next cycle knows the types read: a change to a customer of one costs no more calls.
+    qbo.forget()
+    qbo.cdc_replies[everything] = {"Customer": [typed(2, "3")]}
+    pull(cursor)
+    assert len(qbo.calls) == 1
+
+
+def test_an_old_cursor_without_types_reads_them_when_a_typed_customer_comes(
+    qbo: FakeQbo,
+) -> None:
+    qbo.tables["CustomerType"] = [type_row(1, "Do not chase")]
+    everything = "Invoice,Payment,CreditMemo,Customer"
+    qbo.cdc_replies[everything] = {"Customer": [typed(2, None)]}
+    state = incremental(NOW - timedelta(minutes=5))
+    del state["customer_types"]
+    untyped = pull(state)
+    assert len(qbo.calls) == 1  # nobody has a type: nothing to read
+    assert untyped[-1].cursor["customer_types"] is None
+    qbo.forget()
+    qbo.cdc_replies[everything] = {"Customer": [typed(2, "1")]}
+    pages = pull(untyped[-1].cursor)
+    assert len(qbo.calls) == 2
+    assert pages[0].items[0].tags == ("Do not chase",)  # type: ignore[union-attr]
+    assert pages[-1].cursor["customer_types"] == {"1": "Do not chase"}
+
+
+def test_a_full_pass_reads_the_names_again_even_when_the_cursor_knows_every_id(
+    qbo: FakeQbo,
+) -> None:
+    qbo.tables["CustomerType"] = [type_row(1, "Paused")]  # renamed in QuickBooks since
+    qbo.tables["Customer"] = [typed(1, "1"), typed(2, "1")]
+    state = incremental(NOW - timedelta(minutes=5)) | {"customer_types": {"1": "Do not chase"}}
+    pages = pull(state, full=True)
+    assert sum("FROM CustomerType" in c for c in qbo.calls) == 1
+    assert {c.tags for c in pages[0].items if isinstance(c, Customer)} == {("Paused",)}
+    assert pages[-1].cursor["customer_types"] == {"1": "Paused"}

@@ -53,6 +53,8 @@ class FakeXero:
         self.now = START
         self.pagination = pagination
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
+        #: contact groups as GET /ContactGroups/{id} gives them (with their Contacts)
+        self.groups: list[dict[str, Any]] = []
         self.requests: list[httpx.Request] = []
         self.tenants = [{"tenantId": TENANT, "tenantName": "Kestrel Ltd"}]
         self.organisation: dict[str, Any] = {
@@ -113,6 +115,8 @@ class FakeXero:
         date = {"Date": format_datetime(self.now, usegmt=True)}
         if request.url.path == "/connections":
             return httpx.Response(200, headers=date, json=self.tenants)
+        if "/ContactGroups" in request.url.path:
+            return self.contact_groups(request, date)
         endpoint = request.url.path.rsplit("/", 1)[-1]
         if endpoint == "Organisation":
             return httpx.Response(200, headers=date, json={"Organisations": [self.organisation]})
@@ -145,6 +149,26 @@ class FakeXero:
         return httpx.Response(
             200, headers={**date, "Content-Type": "application/json"}, content=content
         )
+
+    def group(self, name: str, *members: str, status: str = "ACTIVE") -> dict[str, Any]:
+        row = {
+            "ContactGroupID": f"group-{len(self.groups) + 1}",
+            "Name": name,
+            "Status": status,
+            "Contacts": [{"ContactID": m, "Name": m} for m in members],
+        }
+        self.groups.append(row)
+        return row
+
+    def contact_groups(self, request: httpx.Request, date: dict[str, str]) -> httpx.Response:
+        tail = request.url.path.split("/ContactGroups", 1)[1].strip("/")
+        if not tail:  # the list: ACTIVE groups, without their members
+            listed = [g | {"Contacts": []} for g in self.groups if g["Status"] == "ACTIVE"]
+            return httpx.Response(200, headers=date, json={"ContactGroups": listed})
+        found = [g for g in self.groups if g["ContactGroupID"] == tail and g["Status"] == "ACTIVE"]
+        if not found:
+            return httpx.Response(404, headers=date, text="not found")
+        return httpx.Response(200, headers=date, json={"ContactGroups": found})
 
     def calls(self, endpoint: str | None = None) -> list[httpx.Request]:
         return [r for r in self.requests if endpoint is None or r.url.path.endswith(endpoint)]
@@ -231,7 +255,9 @@ def test_full_pass_reads_every_endpoint_and_stops_at_a_short_page(xero: FakeXero
     assert xero.calls("/Contacts")[0].url.params["includeArchived"] == "true"
     assert xero.calls("/Payments")[0].url.params["where"] == 'PaymentType=="ACCRECPAYMENT"'
     assert xero.calls("/CreditNotes")[0].url.params["where"] == 'Type=="ACCRECCREDIT"'
-    assert len(xero.requests) == 7  # the organisation, then six pages
+    # the organisation, six pages, and the contact groups (none) with the pass's last page
+    assert len(xero.requests) == 8
+    assert xero.requests[-1].url.path == "/api.xro/2.0/ContactGroups"
 
     assert [(p.stream, len(p.items)) for p in pages] == [
         ("contacts", 0),
@@ -429,6 +455,7 @@ def test_a_due_sweep_lists_open_invoices_and_rechecks_the_rest(xero: FakeXero) -
         ("Invoices", None),
         ("Payments", None),
         ("CreditNotes", None),
+        ("ContactGroups", None),
     ]
     listing, recheck = xero.requests[2], xero.requests[3]
     assert "If-Modified-Since" not in listing.headers
@@ -532,3 +559,83 @@ def test_invoices_by_id_asks_a_hundred_at_a_time(xero: FakeXero) -> None:
     rows = client.invoices_by_id([f"inv-{n:05d}" for n in range(1, 251)])
     assert len(rows) == 250
     assert [len(c.url.params["IDs"].split(",")) for c in xero.requests] == [100, 100, 50]
+
+
+# -- contact groups -------------------------------------------------------------------------------
+def test_a_full_pass_carries_every_contacts_groups_with_its_last_page(xero: FakeXero) -> None:
+    xero.group("Do not chase", "contact-1", "contact-2")
+    xero.group("Slow payers", "contact-2")
+    xero.group("Gone", "contact-3", status="DELETED")
+    pages = pull(None)
+    groups = [c for c in xero.requests if "/ContactGroups" in c.url.path]
+    # the list, then each ACTIVE group once; last, when every contact is in the store
+    assert [c.url.path.rsplit("/", 1)[-1] for c in groups] == [
+        "ContactGroups",
+        "group-1",
+        "group-2",
+    ]
+    assert xero.requests[-3:] == groups
+    *before, last = pages
+    assert last.tags == {
+        "contact-1": ("Do not chase",),
+        "contact-2": ("Do not chase", "Slow payers"),
+    }
+    assert last.stream == "credit notes" and last.cursor["phase"] == "incremental"
+    assert all(p.tags is None for p in before)
+
+
+def test_a_sweep_reads_the_groups_once_and_a_cycle_not_at_all(xero: FakeXero) -> None:
+    xero.group("Do not chase", "contact-1")
+    xero.group("Disputes", "contact-4")
+    since = START - timedelta(seconds=1)
+    plain = pull(at_rest(since, swept_at=START - timedelta(hours=1)))
+    assert not any("/ContactGroups" in c.url.path for c in xero.requests)
+    assert all(p.tags is None for p in plain)
+
+    xero.requests.clear()
+    swept = pull(at_rest(since, swept_at=START - timedelta(hours=1)), force_sweep=True)
+    groups = [c for c in xero.requests if "/ContactGroups" in c.url.path]
+    assert len(groups) == 1 + 2  # the list and each active group
+    assert all("If-Modified-Since" not in c.headers for c in groups)
+    tagged = [p for p in swept if p.tags is not None]
+    assert tagged == [swept[-1]]  # the sweep's last page, with its cursor at rest
+    assert "cycle" not in tagged[0].cursor
+    assert tagged[0].tags == {"contact-1": ("Do not chase",), "contact-4": ("Disputes",)}
+    # 2 (invoices, contacts) + 3 (groups) + 1 (open invoices) + 2 (payments, credit notes)
+    assert len(xero.requests) == 8
+
+
+def test_a_sweep_killed_before_its_last_page_reads_the_groups_when_it_resumes(
+    xero: FakeXero,
+) -> None:
+    xero.group("Do not chase", "contact-1")
+    state = at_rest(START - timedelta(seconds=1))
+    first = killed_after(state, 2, force_sweep=True)  # invoices, contacts
+    assert all(p.tags is None for p in first)
+    assert not any("/ContactGroups" in c.url.path for c in xero.requests)
+    rest = pull(first[-1].cursor)
+    assert rest[-1].tags == {"contact-1": ("Do not chase",)}
+    assert len([c for c in xero.requests if "/ContactGroups" in c.url.path]) == 2
+
+
+def test_a_group_deleted_while_being_read_labels_nobody(xero: FakeXero) -> None:
+    xero.group("Do not chase", "contact-1")
+    xero.group("Vanishing", "contact-2")
+    real = xero.contact_groups
+
+    def vanishing(request: httpx.Request, date: dict[str, str]) -> httpx.Response:
+        reply = real(request, date)
+        if request.url.path.endswith("/ContactGroups"):
+            xero.groups[1]["Status"] = "DELETED"  # gone between the list and its own read
+        return reply
+
+    xero.contact_groups = vanishing  # type: ignore[method-assign]
+    pages = pull(None)
+    assert pages[-1].tags == {"contact-1": ("Do not chase",)}
+
+
+def test_unreadable_groups_leave_the_labels_as_they_were(xero: FakeXero) -> None:
+    row = xero.group("Do not chase", "contact-1")
+    row["Contacts"] = [{"Name": "no id"}]
+    pages = pull(None)
+    assert all(p.tags is None for p in pages)  # says nothing, rather than clear every label

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from arsync.connectors.http import ApiSession, Reply
-from arsync.errors import DataError
+from arsync.errors import DataError, PermanentError
 
 PRODUCTION_API = "https://quickbooks.api.intuit.com"
 MINOR_VERSION = "75"
@@ -152,6 +153,27 @@ class QuickBooksClient:
             raise DataError("QuickBooks company info: the reply has no CompanyInfo object")
         return info
 
+    def customer_types(self) -> list[Row]:
+        """The company's customer types (QBO lists the active ones), in one page."""
+        response, _at = self.query(
+            f"SELECT * FROM CustomerType STARTPOSITION 1 MAXRESULTS {MAX_RESULTS}"
+        )
+        return _rows(response, "CustomerType", "QuickBooks customer types")
+
+    def customer_type(self, type_id: str) -> Row | None:
+        """One customer type by Id, inactive ones too; None when QBO has no such type."""
+        what = "QuickBooks customer type"
+        try:
+            body, _at = self._call("GET", f"customertype/{quote(type_id, safe='')}", what)
+        except PermanentError as err:
+            if _fault_codes(err.body) & {"610"}:
+                return None
+            raise
+        row = body.get("CustomerType")
+        if not isinstance(row, dict):
+            raise DataError(f"{what}: the reply has no CustomerType object")
+        return row
+
     def preferences(self) -> dict[str, Any] | None:
         """The company's Preferences (home currency among them), None when QBO lists none."""
         response, _at = self.query("SELECT * FROM Preferences")
@@ -167,6 +189,15 @@ def _rows(response: dict[str, Any], entity: str, what: str) -> list[Row]:
         if not isinstance(row, dict):
             raise DataError(f"{what}: a {entity} row is not an object")
     return rows
+
+
+def _fault_codes(body: object) -> set[str]:
+    """The error codes of a QBO fault body (`{"Fault": {"Error": [{"code": ...}]}}`)."""
+    fault = body.get("Fault") if isinstance(body, dict) else None
+    errors = fault.get("Error") if isinstance(fault, dict) else None
+    if not isinstance(errors, list):
+        return set()
+    return {str(e.get("code")) for e in errors if isinstance(e, dict)}
 
 
 def _server_time(body: dict[str, Any], reply: Reply) -> str | None:

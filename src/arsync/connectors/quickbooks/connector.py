@@ -3,17 +3,26 @@
 The cursor is this module's own JSON (`"v": 1`):
 
 - during a full pass: `{"phase": "initial", "pass", "since", "entity", "start", "last_id",
-  "gap", "home_currency"}`: the pass's id and its `since` (both the platform's time at the pass's
-  first reply), the index of the entity being read, the next STARTPOSITION and the Id of the last
-  row read, so a killed pass resumes at the next page;
-- afterwards: `{"phase": "incremental", "since", "swept_at", "home_currency"}`.
+  "gap", "home_currency", "customer_types"}`: the pass's id and its `since` (both the platform's
+  time at the pass's first reply), the index of the entity being read, the next STARTPOSITION
+  and the Id of the last row read, so a killed pass resumes at the next page;
+- afterwards: `{"phase": "incremental", "since", "swept_at", "home_currency",
+  "customer_types"}`.
 
 Every time in it is the platform's clock (a reply's `time`), never the local one.
+
+`customer_types` names the company's customer types by Id: a customer's CustomerTypeRef (the
+"Do not chase" type a bookkeeper gives it in QuickBooks) becomes its tag by that name. They are
+read (`SELECT * FROM CustomerType`, one call) once a full pass, when its first customer with a
+type comes (so a company that uses no types pays nothing, and the pass's calls keep their
+order), and in any cycle that meets a type the cursor does not know; a type the list still
+lacks (one made inactive) is read by Id. An incremental cycle that meets only known types costs
+its one CDC call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -98,6 +107,13 @@ class QuickBooksConnector:
         self.client = QuickBooksClient(session, link.tenant_id, link.api_base)
         #: (home currency,) once known; it costs a call, so it also travels in the cursor
         self._home: tuple[str | None] | None = None
+        #: customer type names by Id, once known; they also travel in the cursor
+        self._types: dict[str, str] | None = None
+        #: whether this cycle has read the types already, and the Ids no read could name
+        self._types_read = False
+        self._types_unknown: set[str] = set()
+        #: a full pass reads the names again (they may have changed) at its first typed customer
+        self._types_due = False
 
     # -- the company -------------------------------------------------------------------------------
     def company(self) -> CompanyInfo:
@@ -114,6 +130,53 @@ class QuickBooksConnector:
             country=mapping.country_of(info),
             region=mapping.region_of(info),
         )
+
+    # -- customer types ----------------------------------------------------------------------------
+    def _read_types(self) -> None:
+        """Every customer type's name (one query), as this cycle's own read."""
+        names: dict[str, str] = {}
+        for row in self.client.customer_types():
+            named = mapping.customer_type_name(row)
+            if named is not None:
+                names[named[0]] = named[1]
+        self._types = names
+        self._types_read = True
+
+    def _know_types(self, rows: Iterable[Row]) -> None:
+        """Make sure the types of these customer rows are named: read the types again (once a
+        cycle) when one is new, then read by Id a type the list still lacks (an inactive one)."""
+        wanted = {t for t in map(mapping.customer_type_id, rows) if t is not None}
+        if wanted and self._types_due and not self._types_read:
+            self._read_types()
+        known = self._types if self._types is not None else {}
+        missing = wanted - set(known) - self._types_unknown
+        if not missing:
+            return
+        if not self._types_read:
+            self._read_types()
+            known = self._types if self._types is not None else {}
+            missing -= set(known)
+        for type_id in sorted(missing):
+            row = self.client.customer_type(type_id)
+            named = mapping.customer_type_name(row) if row is not None else None
+            if named is None:
+                self._types_unknown.add(type_id)
+                log.warning(
+                    "a customer has a customer type QuickBooks does not name; no tag for it",
+                    connector=self.link.name,
+                    customer_type=type_id,
+                )
+                continue
+            known[named[0]] = named[1]
+        self._types = known
+
+    def _record(self, entity: str, row: Row, home: str | None) -> Item:
+        return mapping.record(entity, row, home, self._types)
+
+    def _records(self, entity: str, rows: list[Row], home: str | None) -> list[Item]:
+        if entity == "Customer":
+            self._know_types(rows)
+        return [self._record(entity, row, home) for row in rows]
 
     def _home_currency(self) -> str | None:
         if self._home is None:
@@ -135,8 +198,14 @@ class QuickBooksConnector:
         if state is not None and "home_currency" in state and self._home is None:
             home = state["home_currency"]
             self._home = (home if isinstance(home, str) else None,)
+        self._types_read, self._types_unknown, self._types_due = False, set(), False
+        if state is not None and self._types is None:
+            types = state.get("customer_types")
+            if isinstance(types, dict):
+                self._types = {str(k): v for k, v in types.items() if isinstance(v, str)}
         phase = state.get("phase") if state is not None else None
         if full or state is None or phase != "incremental":
+            self._types_due = True
             if state is not None and not full and phase == "initial":
                 yield from self._full_pass(state, self._home_currency(), None)
             else:
@@ -175,6 +244,7 @@ class QuickBooksConnector:
     def _new_pass(self) -> Iterator[Page]:
         """A full pass from the top, the company (and its home currency) read again first."""
         company = self.company()
+        self._types_due = True
         yield from self._full_pass(None, self._home_currency(), company)
 
     # -- paging ------------------------------------------------------------------------------------
@@ -233,6 +303,7 @@ class QuickBooksConnector:
                     # Fixed at the pass's first reply: whatever changes after it, CDC will show.
                     since = pass_id = _iso(_moment(chunk.at, "QuickBooks query"))
                 gap = gap or chunk.gap
+                items = self._records(entity, chunk.rows, home)
                 if chunk.last and i == len(FULL_PASS) - 1:
                     cursor = self._incremental_cursor(since, since, home)
                 elif chunk.last:
@@ -245,7 +316,7 @@ class QuickBooksConnector:
                 completed = frozenset({kind}) if chunk.last and not gap else frozenset()
                 yield Page(
                     stream=stream,
-                    items=[mapping.record(entity, row, home) for row in chunk.rows],
+                    items=items,
                     cursor=cursor,
                     full_pass=pass_id,
                     completed=completed,
@@ -253,8 +324,8 @@ class QuickBooksConnector:
                 )
                 company = None  # stored with the pass's first page
 
-    @staticmethod
     def _pass_cursor(
+        self,
         pass_id: str,
         since: str,
         entity: int,
@@ -273,16 +344,19 @@ class QuickBooksConnector:
             "last_id": last_id,
             "gap": gap,
             "home_currency": home,
+            "customer_types": dict(self._types) if self._types is not None else None,
         }
 
-    @staticmethod
-    def _incremental_cursor(since: str, swept_at: str | None, home: str | None) -> dict[str, Any]:
+    def _incremental_cursor(
+        self, since: str, swept_at: str | None, home: str | None
+    ) -> dict[str, Any]:
         return {
             "v": CURSOR_VERSION,
             "phase": "incremental",
             "since": since,
             "swept_at": swept_at,
             "home_currency": home,
+            "customer_types": dict(self._types) if self._types is not None else None,
         }
 
     # -- increments --------------------------------------------------------------------------------
@@ -295,18 +369,17 @@ class QuickBooksConnector:
         changed, at = self.client.cdc(CDC_ENTITIES, since)
         # Every entity was asked at or after this time, so nothing from it on can be missed.
         new_since = _iso(_moment(at, "QuickBooks change data capture"))
-        final = self._incremental_cursor(new_since, swept_at, home)
         if sum(len(rows) for rows in changed.values()) < CDC_MAX_OBJECTS:
             items = [
-                mapping.record(entity, row, home)
+                item
                 for entity in CHANGE_ORDER
-                for row in changed.get(entity, [])
+                for item in self._records(entity, changed.get(entity, []), home)
             ]
+            final = self._incremental_cursor(new_since, swept_at, home)
             yield Page(stream="changes", items=items, cursor=final)
             return final
         # The reply is full, so some changes were left out: every entity on its own. Until the
         # last page the cursor keeps the old `since`, so a sync killed half-way asks again.
-        unchanged = self._incremental_cursor(_iso(since), swept_at, home)
         gap = False
         pending: list[Item] | None = None
         for items, chunk_gap in self._saturated(since, home):
@@ -314,10 +387,11 @@ class QuickBooksConnector:
             if not items:
                 continue
             if pending is not None:
+                unchanged = self._incremental_cursor(_iso(since), swept_at, home)
                 yield Page(stream="changes", items=pending, cursor=unchanged)
             pending = items
         # A page skipped while paging a query: keep `since`, so the next sync reads it again.
-        final = unchanged if gap else final
+        final = self._incremental_cursor(_iso(since) if gap else new_since, swept_at, home)
         yield Page(stream="changes", items=pending or [], cursor=final)
         return final
 
@@ -327,7 +401,7 @@ class QuickBooksConnector:
             changed, _at = self.client.cdc([entity], since)
             rows = changed.get(entity, [])
             if len(rows) < CDC_MAX_OBJECTS:
-                yield [mapping.record(entity, row, home) for row in rows], False
+                yield self._records(entity, rows, home), False
                 continue
             # Still full on its own: read what changed with a query instead. A query cannot see
             # deletions; those in this reply are kept, later ones are missed here. The sweep of
@@ -337,8 +411,7 @@ class QuickBooksConnector:
             if CONDITION[entity]:
                 where = f"{where} AND {CONDITION[entity]}"
             for chunk in self._pages(entity, where):
-                items = [mapping.record(entity, row, home) for row in chunk.rows]
-                yield items, chunk.gap
+                yield self._records(entity, chunk.rows, home), chunk.gap
 
     # -- the sweep of open invoices ----------------------------------------------------------------
     def _sweep(

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,
@@ -185,9 +186,28 @@ def _quarantine(kind: Kind, row: Any, err: _Unreadable) -> Quarantined:
     return Quarantined(kind, _row_id(row), f"{ENTITY_OF[kind]} {err}", raw=raw)
 
 
-# -- the four kinds --------------------------------------------------------------------------------
-def customer(row: Row) -> Customer | Quarantined:
+#: the longest region kept
+_REGION_MAX = 100
+
+
+def _nicety(row: Row, path: str) -> str | None:
+    """Optional text whose absence costs nothing (an address field): unreadable is None."""
     try:
+        value = _optional(row, path, _text)
+    except _Unreadable:
+        return None
+    return (value.strip() or None) if value else None
+
+
+# -- the four kinds --------------------------------------------------------------------------------
+def customer(row: Row, types: Mapping[str, str] | None = None) -> Customer | Quarantined:
+    """A Customer; `types` names the company's customer types by Id (its CustomerTypeRef
+    becomes the customer's one tag; a type whose name is not known gives none)."""
+    try:
+        notes = _optional(row, "Notes", _text)
+        type_id = _optional(row, "CustomerTypeRef.value", _ident)
+        name = (types or {}).get(type_id) if type_id is not None else None
+        region = _nicety(row, "BillAddr.CountrySubDivisionCode")
         return Customer(
             id=_required(row, "Id", _ident),
             name=_required(row, "DisplayName", _nonempty),
@@ -197,9 +217,31 @@ def customer(row: Row) -> Customer | Quarantined:
             # QBO's default: a customer is active unless it says otherwise.
             active=_optional(row, "Active", _flag) is not False,
             updated_at=_updated(row),
+            # BillAddr.Country is free text ("USA", "United States"): ISO alpha-2 when certain
+            country=iso_country(_nicety(row, "BillAddr.Country")),
+            region=region[:_REGION_MAX] if region else None,
+            tags=(name,) if name else (),
+            notes=notes if notes and notes.strip() else None,
         )
     except _Unreadable as err:
         return _quarantine(Kind.CUSTOMER, row, err)
+
+
+def customer_type_id(row: Row) -> str | None:
+    """The Id in a Customer row's CustomerTypeRef, None without one (or unreadable: the
+    customer's own mapping quarantines that)."""
+    try:
+        return _optional(row, "CustomerTypeRef.value", _ident)
+    except _Unreadable:
+        return None
+
+
+def customer_type_name(row: Row) -> tuple[str, str] | None:
+    """(Id, Name) of a CustomerType row, None when either cannot be read."""
+    try:
+        return _required(row, "Id", _ident), _required(row, "Name", _nonempty)
+    except _Unreadable:
+        return None
 
 
 def invoice(row: Row, home_currency: str | None) -> Invoice | Quarantined:
@@ -322,13 +364,16 @@ def is_deleted(row: Row) -> bool:
     return row.get("status") == "Deleted"
 
 
-def record(entity: str, row: Row, home_currency: str | None) -> Item:
-    """Any row of `entity` (a CDC row may be a deletion): a Record, Deleted or Quarantined."""
+def record(
+    entity: str, row: Row, home_currency: str | None, types: Mapping[str, str] | None = None
+) -> Item:
+    """Any row of `entity` (a CDC row may be a deletion): a Record, Deleted or Quarantined.
+    `types`: the company's customer type names by Id, for customers."""
     if is_deleted(row):
         return deleted(entity, row)
     kind = KIND_OF[entity]
     if kind is Kind.CUSTOMER:
-        return customer(row)
+        return customer(row, types)
     if kind is Kind.INVOICE:
         return invoice(row, home_currency)
     if kind is Kind.PAYMENT:

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from arsync.connectors.http import ApiSession, Reply
-from arsync.errors import DataError
+from arsync.errors import DataError, PermanentError
 
 PRODUCTION_API = "https://api.xero.com"
 #: the most Xero serves in one page (since July 2024; the default is 100)
@@ -130,6 +131,26 @@ class XeroClient:
             reply = self._get("/Invoices", what, {"IDs": ",".join(chunk), "summaryOnly": "true"})
             rows.extend(_rows(reply.body, "Invoices", what))
         return rows
+
+    def contact_groups(self) -> list[Row]:
+        """Every contact group (GET /ContactGroups), without its members; Xero lists the
+        ACTIVE ones only."""
+        what = "Xero contact groups"
+        reply = self._get("/ContactGroups", what, {})
+        return _rows(reply.body, "ContactGroups", what)
+
+    def contact_group(self, group_id: str) -> Row | None:
+        """One contact group with its members (`Contacts`), however many: None when Xero no
+        longer has it (deleted since it was listed)."""
+        what = "Xero contact group"
+        try:
+            reply = self._get(f"/ContactGroups/{quote(group_id, safe='')}", what, {})
+        except PermanentError as err:
+            if err.status == 404:
+                return None
+            raise
+        rows = _rows(reply.body, "ContactGroups", what)
+        return rows[0] if rows else None
 
     def organisation(self) -> Row:
         """The organisation itself (GET /Organisation)."""

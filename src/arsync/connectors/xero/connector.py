@@ -14,6 +14,15 @@ If-Modified-Since, and for a sweep "open" (every AUTHORISED sales invoice) and "
 invoices the store holds as open that "open" did not list, re-read by id). An endpoint's new
 `since` is held in "pending" until its last page, so a killed cycle resumes at the page it
 reached and never skips a change.
+
+Contact groups are a bookkeeper's labels (a "Do not chase" group pauses a customer). Whether
+joining one moves a contact's UpdatedDateUTC is unknown, so If-Modified-Since cannot be trusted
+with them: the last page of a full pass and of a sweep also carries every contact's groups,
+read then (GET /ContactGroups, and GET /ContactGroups/{id} for each active group: one call
+each, whatever its size) as the page's complete `tags`; every contact is stored by then. Between
+sweeps, a contact that changed for any reason comes with its own ContactGroups (paged lists
+carry them). The cursor does not change: a pass or sweep killed before its last page is
+committed reads the groups when it resumes.
 """
 
 from __future__ import annotations
@@ -152,6 +161,8 @@ class XeroConnector:
                 index, page = index + 1, 1
             else:
                 page += 1
+            # The pass's last page: every contact is stored, their groups come with it.
+            tags = self._tags() if index >= len(FULL_ORDER) else None
             if index < len(FULL_ORDER):
                 cursor: dict[str, Any] = {
                     "v": VERSION,
@@ -171,6 +182,7 @@ class XeroConnector:
                 completed=frozenset({stream.kind}) if last else frozenset(),
                 total=_item_count(pagination),
                 company=company,
+                tags=tags,
             )
             company = None  # stored with the pass's first page
 
@@ -220,9 +232,11 @@ class XeroConnector:
             page = 1
         seen: set[str] = set()
         finished = False
+        sweep = "open" in steps
         while index < len(steps):
             step = steps[index]
             total: int | None = None
+            tags: Mapping[str, tuple[str, ...]] | None = None
             if step in STREAMS:
                 stream = STREAMS[step]
                 rows, pagination, at = self._list(stream, page, since[step])
@@ -277,6 +291,8 @@ class XeroConnector:
                 if sweep_at is not None:
                     swept_at = sweep_at
                 cursor = _at_rest(since, swept_at)
+                if sweep:
+                    tags = self._tags()  # the sweep's last page: every contact's groups
             else:
                 cursor = _at_rest(since, swept_at)
                 cursor["cycle"] = {
@@ -287,13 +303,45 @@ class XeroConnector:
                     "sweep_at": sweep_at.isoformat() if sweep_at else None,
                     "recheck": recheck,
                 }
-            yield Page(stream=name, items=items, cursor=cursor, total=total)
+            yield Page(stream=name, items=items, cursor=cursor, total=total, tags=tags)
         if not finished:
             # The last steps had nothing to call for: the state at rest still has to be stored.
             if sweep_at is not None:
                 swept_at = sweep_at
-            yield Page(stream="changes", items=[], cursor=_at_rest(since, swept_at))
+            yield Page(
+                stream="changes",
+                items=[],
+                cursor=_at_rest(since, swept_at),
+                tags=self._tags() if sweep else None,
+            )
         return since, swept_at
+
+    def _tags(self) -> dict[str, tuple[str, ...]] | None:
+        """Every contact's ACTIVE groups by name, read in one go: 1 + one call per group.
+
+        None (the page says nothing of labels) when a group cannot be read: a partial map would
+        take the labels off every member of the group that was not read.
+        """
+        members: dict[str, set[str]] = {}
+        try:
+            for row in self.client.contact_groups():
+                listed = mapping.contact_group(row)
+                if listed is None:
+                    continue  # DELETED: labels nobody
+                group_id, name = listed
+                group = self.client.contact_group(group_id)
+                if group is None:
+                    continue  # deleted since it was listed
+                for contact_id in mapping.group_members(group):
+                    members.setdefault(contact_id, set()).add(name)
+        except DataError as err:
+            _log.warning(
+                "xero %s: contact groups unreadable (%s); labels left as they were",
+                self.link.name,
+                err,
+            )
+            return None
+        return {contact_id: tuple(sorted(names)) for contact_id, names in members.items()}
 
     def _list(
         self, stream: Stream, page: int, modified_since: datetime | None = None

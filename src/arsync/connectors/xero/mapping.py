@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from arsync.connectors.xero.client import parse_xero_date
+from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     CompanyInfo,
@@ -155,6 +156,10 @@ def _day(row: Row, path: str) -> date:
         raise _Unreadable(path, f"not a Xero date: {value!r}") from None
 
 
+def _optional_day(row: Row, path: str) -> date | None:
+    return None if _get(row, path) is _MISSING else _day(row, path)
+
+
 def _flag(row: Row, path: str) -> bool:
     value = _get(row, path)
     if value is _MISSING:
@@ -218,6 +223,7 @@ def _contact(row: Row) -> Mapped:
     if merged and merged != NIL_GUID:
         return Deleted(Kind.CUSTOMER, ident, at=_deleted_at(row), merged_into=merged)
     status = _choice(row, "ContactStatus", CONTACT_ACTIVE)
+    country, region = _billing_place(row)
     return Customer(
         id=ident,
         name=_text(row, "Name"),
@@ -226,7 +232,106 @@ def _contact(row: Row) -> Mapped:
         currency=_optional_text(row, "DefaultCurrency"),
         active=CONTACT_ACTIVE[status],
         updated_at=_moment(row, "UpdatedDateUTC"),
+        country=country,
+        region=region,
+        tags=_group_names(row),
     )
+
+
+#: the addresses read for the billing place, the billing (postal) one first
+_BILLING_ADDRESSES = ("POBOX", "STREET")
+#: the longest region kept (Xero allows 255 characters)
+_REGION_MAX = 100
+
+
+def _billing_place(row: Row) -> tuple[str | None, str | None]:
+    """(ISO country, region) of the first of the POBOX and STREET addresses that names either.
+
+    Xero's Country is free text ("United Kingdom", "UK"...): a name that does not say one
+    country without doubt gives None. A place is a nicety: an unreadable address gives
+    (None, None) rather than holding the contact back.
+    """
+    addresses = row.get("Addresses")
+    if not isinstance(addresses, list):
+        return None, None
+    by_type = {
+        a.get("AddressType"): a
+        for a in reversed(addresses)  # the first of a type wins
+        if isinstance(a, Mapping)
+    }
+    for kind in _BILLING_ADDRESSES:
+        address = by_type.get(kind)
+        if address is None:
+            continue
+        try:
+            country_text = _optional_text(address, "Country")
+            region = _optional_text(address, "Region")
+        except _Unreadable:
+            continue
+        if country_text or region:
+            return iso_country(country_text), region[:_REGION_MAX] if region else None
+    return None, None
+
+
+def _group_names(row: Row) -> tuple[str, ...]:
+    """The names of the ACTIVE contact groups a contact is in, sorted, when the row lists them
+    (Xero fills ContactGroups in paged lists and single reads; elsewhere it is empty)."""
+    groups = _get(row, "ContactGroups")
+    if groups is _MISSING:
+        return ()
+    if not isinstance(groups, list):
+        raise _Unreadable("ContactGroups", f"expected a list, got {_kind(groups)}")
+    names: set[str] = set()
+    for i, group in enumerate(groups):
+        if not isinstance(group, Mapping):
+            raise _Unreadable(f"ContactGroups[{i}]", f"expected an object, got {_kind(group)}")
+        try:
+            status = _optional_text(group, "Status")
+            name = _optional_text(group, "Name")
+        except _Unreadable as err:
+            raise _Unreadable(f"ContactGroups[{i}]", str(err)) from None
+        if status not in (None, "ACTIVE"):
+            continue  # a DELETED group labels nobody
+        if name is None:
+            raise _Unreadable(f"ContactGroups[{i}].Name", "missing")
+        names.add(name)
+    return tuple(sorted(names))
+
+
+def contact_group(row: Any) -> tuple[str, str] | None:
+    """(ContactGroupID, Name) of an ACTIVE group listed by GET /ContactGroups, None for a
+    DELETED one; a DataError for a row that cannot be read."""
+    if not isinstance(row, Mapping):
+        raise DataError(f"Xero contact group: expected an object, got {_kind(row)}")
+    try:
+        ident = _ident(row, "ContactGroupID")
+        status = _optional_text(row, "Status")
+        name = _ident(row, "Name")
+    except _Unreadable as err:
+        raise DataError(f"Xero contact group: {err}") from None
+    if status not in (None, "ACTIVE"):
+        return None
+    return ident, name
+
+
+def group_members(row: Any) -> list[str]:
+    """The ContactIDs of a group as GET /ContactGroups/{id} lists them (its `Contacts`)."""
+    if not isinstance(row, Mapping):
+        raise DataError(f"Xero contact group: expected an object, got {_kind(row)}")
+    members = _get(row, "Contacts")
+    if members is _MISSING:
+        return []
+    if not isinstance(members, list):
+        raise DataError(f"Xero contact group: Contacts is {_kind(members)}, not a list")
+    out: list[str] = []
+    for i, member in enumerate(members):
+        if not isinstance(member, Mapping):
+            raise DataError(f"Xero contact group: Contacts[{i}] is not an object")
+        try:
+            out.append(_ident(member, "ContactID"))
+        except _Unreadable as err:
+            raise DataError(f"Xero contact group: Contacts[{i}].{err}") from None
+    return out
 
 
 def _phone(row: Row) -> str | None:
@@ -278,6 +383,7 @@ def _invoice(row: Row) -> Mapped:
         status=INVOICE_STATUS[status],
         sent=_flag(row, "SentToContact"),
         updated_at=_moment(row, "UpdatedDateUTC"),
+        expected_date=_optional_day(row, "ExpectedPaymentDate"),
     )
 
 
