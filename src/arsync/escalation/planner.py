@@ -249,8 +249,8 @@ class _Planner:
             balances.setdefault(invoice_id, ZERO)
             for hold in by_invoice.pop(invoice_id, []):
                 self._closed_hold(hold, status)
-        on_plan = self._plans(balances)
         in_flight = self._in_flight()
+        on_plan = self._plans(balances, by_customer, in_flight)
         for invoice in sorted(self.s.invoices, key=lambda i: (i.due_date, i.id)):
             if invoice.balance <= 0 or invoice.status is not InvoiceStatus.OPEN:
                 continue
@@ -366,7 +366,19 @@ class _Planner:
                     broken[invoice.id].append(
                         replace(hold, state=HoldState.BROKEN, ended_at=self.now)
                     )
-        for hold in by_customer.get(invoice.customer_id, []):
+        paused = self._paused(invoice.customer_id, today, by_customer)
+        if paused is not None:
+            reasons.append(paused)
+        if invoice.id in on_plan:
+            reasons.append(on_plan[invoice.id])
+        return "; ".join(reasons) if reasons else None
+
+    def _paused(
+        self, customer_id: str, today: date, by_customer: dict[str, list[Hold]]
+    ) -> str | None:
+        """Why the customer is paused today, or None; records the pauses that are over."""
+        reasons: list[str] = []
+        for hold in by_customer.get(customer_id, []):
             if hold.kind is HoldKind.PAUSE:
                 if hold.until is not None and today > hold.until:
                     self._transition_once(
@@ -379,8 +391,6 @@ class _Planner:
                     f"customer paused{until}{source} by {hold.set_by} on "
                     f"{day_words(hold.set_at.date())}: {hold.reason}"
                 )
-        if invoice.id in on_plan:
-            reasons.append(on_plan[invoice.id])
         return "; ".join(reasons) if reasons else None
 
     def _transition_once(self, change: Change, ref: int, reason: str) -> None:
@@ -451,7 +461,12 @@ class _Planner:
         return covered
 
     # -- payment plans ----------------------------------------------------------------------
-    def _plans(self, balances: dict[str, Decimal]) -> dict[str, str]:
+    def _plans(
+        self,
+        balances: dict[str, Decimal],
+        by_customer: dict[str, list[Hold]],
+        in_flight: dict[str, str],
+    ) -> dict[str, str]:
         """Decide each active plan; returns the invoices a plan still holds, with why."""
         held: dict[str, str] = {}
         invoices = {inv.id: inv for inv in self.s.invoices}
@@ -493,7 +508,12 @@ class _Planner:
             seq, due, left = unpaid[0]
             first = min((invoices[i] for i in open_ids), key=lambda i: (i.due_date, i.id))
             subject = plan_subject(plan.id, seq)
-            if due >= today:
+            # a paused customer is not chased for an instalment either, nor one whose unapplied
+            # payments and credits cover every invoice of the plan
+            stop = self._paused(plan.customer_id, today, by_customer)
+            if stop is None and all(i in in_flight for i in open_ids):
+                stop = "; ".join(in_flight[i] for i in open_ids)
+            if due >= today or stop is not None:
                 self.decisions.append(
                     Decision(
                         subject=subject,
@@ -504,6 +524,7 @@ class _Planner:
                             f"{_money(left, plan.currency)} due {day_words(due)}; "
                             f"{_money(paid, plan.currency)} paid of "
                             f"{_money(total, plan.currency)}"
+                            + (f"; {stop}" if stop is not None else "")
                         ),
                         invoice_id=first.id,
                         number=first.number,
@@ -799,13 +820,32 @@ def forecast(snapshot: Snapshot, policy: Policy, now: datetime, days: int) -> li
     zone = snapshot.firm_zone
     first = now.astimezone(zone).date()
     history: list[Done] = list(snapshot.history)
+    holds, ended = list(snapshot.holds), list(snapshot.ended_holds)
     out: list[Day] = []
     since = now
     for n in range(days):
         day = first + timedelta(days=n)
         end = start_of(day + timedelta(days=1), zone) - timedelta(microseconds=1)
-        probe = replace(snapshot, history=tuple(history), last_good_sync=end)
+        probe = replace(
+            snapshot,
+            history=tuple(history),
+            holds=tuple(holds),
+            ended_holds=tuple(ended),
+            last_good_sync=end,
+        )
         result = _Planner(probe, policy, end, since=since).run()
+        # a promise or settlement found broken ends, as the runner records it: only the stage
+        # that follows is firmer (ended at the day's start, so before that stage happens)
+        broken = {
+            t.ref
+            for t in result.transitions
+            if t.change in (Change.PROMISE_BROKEN, Change.SETTLEMENT_BROKEN)
+        }
+        if broken:
+            ended += [
+                replace(h, state=HoldState.BROKEN, ended_at=since) for h in holds if h.id in broken
+            ]
+            holds = [h for h in holds if h.id not in broken]
         todays: list[Action] = []
         for decision in result.decisions:
             if decision.status is not Status.DUE or decision.at is None:
