@@ -172,7 +172,7 @@ def parse_amount(text: str, what: str) -> Decimal:
         raise BadInput(f"{what}: {text!r} is not an amount") from None
     if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
         raise BadInput(f"{what}: {text!r} must be above zero, with at most two decimal places")
-    return amount
+    return amount.quantize(Decimal("0.01"))
 
 
 def _today(found: Found, store: Store) -> date:

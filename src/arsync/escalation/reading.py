@@ -9,10 +9,10 @@ set with `arsync customer`, else the billing address's where it settles one, els
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from arsync.domain import Customer, HoldState, InvoiceStatus, Kind
+from arsync.domain import Customer, HoldKind, HoldState, InvoiceStatus, Kind
 from arsync.errors import ConfigError
 from arsync.escalation.calendar import Calendar
 from arsync.escalation.policy import Policy
@@ -27,8 +27,6 @@ TIMEZONE_SETTING = "timezone"
 #: paper-trail actions the write-back records when a stage happened or was superseded
 STAGE_DONE = "stage_done"
 STAGE_SUPERSEDED = "stage_superseded"
-#: how far back broken promises are read (one makes the next stage firmer)
-_BROKEN_LOOKBACK = timedelta(days=400)
 
 
 class ZoneUnknown(ConfigError):
@@ -103,8 +101,12 @@ def snapshot(
         customers[record.id] = person(record, firm, overrides.get(record.id))
     invoices = tx.records.open_invoices(cid)
     holds = tx.holds.active(cid)
+    # a broken promise makes the next stage firmer; a kept settlement ends the chase for good
     ended = [
-        h for h in tx.holds.ended_since(cid, now - _BROKEN_LOOKBACK) if h.state is HoldState.BROKEN
+        h
+        for h in tx.holds.ended(cid, (HoldState.BROKEN, HoldState.KEPT))
+        if h.state is HoldState.BROKEN
+        or (h.state is HoldState.KEPT and h.kind is HoldKind.SETTLEMENT)
     ]
     plans = tx.plans.active(cid)
     open_ids = {inv.id for inv in invoices}

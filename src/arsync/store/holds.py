@@ -204,14 +204,14 @@ class HoldsRepo:
         )
         return [_hold(r) for r in rows]
 
-    def ended_since(self, connector_id: int, since: datetime) -> list[Hold]:
-        """Holds that ended at or after `since` (the planner reads broken promises)."""
+    def ended(self, connector_id: int, states: Sequence[HoldState]) -> list[Hold]:
+        """Holds that ended in one of `states` (the planner reads broken promises and kept
+        settlements)."""
         rows = self._conn.execute(
             select(holds)
             .where(
                 _h.connector_id == connector_id,
-                _h.state != HoldState.ACTIVE.value,
-                _h.ended_at >= since,
+                _h.state.in_([s.value for s in states]),
             )
             .order_by(_h.id)
         )
