@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from arsync.connectors.base import Endpoints, Limits, Link, Page
+from arsync.connectors.countries import iso_country
 from arsync.connectors.quickbooks.connector import QuickBooksConnector
-from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from arsync.connectors.base import Endpoints, Limits, Link, Page, StaticTokens
+from arsync.connectors.countries import iso_country
 from arsync.connectors.xero.connector import XeroConnector
-from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,

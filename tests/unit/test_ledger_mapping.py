@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from arsync.connectors.countries import CODES, iso_country
 from arsync.connectors.quickbooks import mapping as qbo
 from arsync.connectors.xero import mapping as xero
-from arsync.connectors.xero.countries import CODES, iso_country
 from arsync.domain import Customer, Invoice, Quarantined
 from arsync.errors import DataError
 

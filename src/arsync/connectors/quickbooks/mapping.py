@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from arsync.connectors.xero.countries import iso_country
+from arsync.connectors.countries import iso_country
 from arsync.domain import (
     Allocation,
     Credit,

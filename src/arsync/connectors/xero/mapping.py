@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from arsync.connectors.countries import iso_country
 from arsync.connectors.xero.client import parse_xero_date
-from arsync.connectors.xero.countries import iso_country
 from arsync.domain import (
     Allocation,
     CompanyInfo,
