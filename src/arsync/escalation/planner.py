@@ -19,7 +19,6 @@ due action happened and nobody paid, for `arsync plan --days` and the demo.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -133,10 +132,34 @@ class Plan:
         return None
 
 
+#: base32's alphabet (RFC 4648) in lower case, and every pair of it: one entry per 10 bits
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)
+
+
 def action_id(key: str) -> str:
-    """A short, stable id from an action's key (26 characters of base32)."""
-    digest = hashlib.sha256(key.encode()).digest()[:16]
-    return base64.b32encode(digest).decode().rstrip("=").lower()
+    """A short, stable id from an action's key (26 characters of base32).
+
+    The unpadded, lower-case base32 of the first 16 bytes of the key's SHA-256, exactly what
+    `base64.b32encode(digest).decode().rstrip("=").lower()` gives, spelt out by hand: a plan
+    makes one per action, and `b32encode` costs several times the hash."""
+    bits = int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], "big") << 2  # 130 bits
+    p = _B32_PAIRS
+    return (
+        p[bits >> 120]
+        + p[bits >> 110 & 1023]
+        + p[bits >> 100 & 1023]
+        + p[bits >> 90 & 1023]
+        + p[bits >> 80 & 1023]
+        + p[bits >> 70 & 1023]
+        + p[bits >> 60 & 1023]
+        + p[bits >> 50 & 1023]
+        + p[bits >> 40 & 1023]
+        + p[bits >> 30 & 1023]
+        + p[bits >> 20 & 1023]
+        + p[bits >> 10 & 1023]
+        + p[bits & 1023]
+    )
 
 
 def invoice_subject(invoice_id: str) -> str:
@@ -213,6 +236,14 @@ class _Planner:
             snapshot.last_good_sync is None
             or now - snapshot.last_good_sync > policy.rules.stale_sync
         )
+        # what a plan of many invoices asks again and again, worked out once per plan
+        self._contacts = {stage.name: stage.contacts for stage in policy.stages}
+        self._today: dict[ZoneInfo, date] = {}
+        self._moments: dict[tuple[date, ZoneInfo], datetime] = {}
+        self._local_days: dict[tuple[datetime, ZoneInfo], date] = {}
+        self._day_words: dict[date, str] = {}
+        self._whens: dict[tuple[datetime, ZoneInfo], str] = {}
+        self._why: dict[ZoneInfo, str] = {}
 
     # -- time -------------------------------------------------------------------------------
     def earliest(self, after: datetime, zone: ZoneInfo) -> datetime:
@@ -223,13 +254,41 @@ class _Planner:
         return found
 
     def today(self, zone: ZoneInfo) -> date:
-        return self.now.astimezone(zone).date()
+        found = self._today.get(zone)
+        if found is None:
+            found = self._today[zone] = self.now.astimezone(zone).date()
+        return found
 
     def moment_for(self, stage: Stage, day: date, person: Person) -> datetime:
         """The earliest moment a stage falling on `day` may happen: for contact, in the
         customer's zone; for the firm's own tasks, in the firm's working hours."""
-        zone = person.zone if stage.contacts else self.s.firm_zone
-        return self.earliest(max(self.since, start_of(day, zone)), zone)
+        zone = person.zone if self._contacts[stage.name] else self.s.firm_zone
+        key = (day, zone)
+        found = self._moments.get(key)
+        if found is None:
+            found = self._moments[key] = self.earliest(max(self.since, start_of(day, zone)), zone)
+        return found
+
+    def local_day(self, moment: datetime, zone: ZoneInfo) -> date:
+        key = (moment, zone)
+        found = self._local_days.get(key)
+        if found is None:
+            found = self._local_days[key] = moment.astimezone(zone).date()
+        return found
+
+    # -- words (the same few days and moments recur across thousands of invoices) ----------
+    def day_words(self, day: date) -> str:
+        found = self._day_words.get(day)
+        if found is None:
+            found = self._day_words[day] = day_words(day)
+        return found
+
+    def when(self, moment: datetime, zone: ZoneInfo) -> str:
+        key = (moment, zone)
+        found = self._whens.get(key)
+        if found is None:
+            found = self._whens[key] = when(moment, zone)
+        return found
 
     # -- holds ------------------------------------------------------------------------------
     def run(self) -> Plan:
@@ -562,8 +621,9 @@ class _Planner:
     ) -> None:
         today = self.today(person.zone)
         stages = self.p.stages
-        done = self.done.get(subject, [])
-        reached = max((self.index.get(d.stage, -1) for d in done), default=-1)
+        reached = -1
+        for item in self.done.get(subject, ()):
+            reached = max(reached, self.index.get(item.stage, -1))
         currency = invoice.currency
         label = about or _invoice_words(invoice)
         applicable: list[Stage] = []
@@ -573,14 +633,16 @@ class _Planner:
             if amount < stage.minimum_balance.get(currency, ZERO):
                 continue
             applicable.append(stage)
-        due_now = [s for s in applicable if anchor + timedelta(days=s.offset) <= today]
+        # a stage's day is `anchor + offset`: it has come when its offset is at most `age`
+        age = (today - anchor).days
+        due_now = [s for s in applicable if s.offset <= age]
         if due_now:
             stage = due_now[-1]
             day = anchor + timedelta(days=stage.offset)
             tone = stage.tone.firmer() if firmer else stage.tone
             reason = f"{label}: {stage.label} due"
             if day < today:
-                reason += f" since {day_words(day)}"
+                reason += f" since {self.day_words(day)}"
             reason += f"; {_balance_words(invoice, amount)}"
             if firmer:
                 reason += f"; a promise to pay was broken, so in a {tone.value} tone"
@@ -600,7 +662,7 @@ class _Planner:
                 )
             )
             return
-        later = [s for s in applicable if anchor + timedelta(days=s.offset) > today]
+        later = [s for s in applicable if s.offset > age]
         if later:
             stage = later[0]
             day = anchor + timedelta(days=stage.offset)
@@ -615,7 +677,7 @@ class _Planner:
                     at=self.moment_for(stage, day, person),
                     tone=stage.tone.firmer() if firmer else stage.tone,
                     superseded=(),
-                    reason=f"{label}: next, {stage.label} on {day_words(day)}; "
+                    reason=f"{label}: next, {stage.label} on {self.day_words(day)}; "
                     f"{_balance_words(invoice, amount)}",
                     plan_id=plan_id,
                     reached=False,
@@ -654,6 +716,7 @@ class _Planner:
     # -- spacing, grouping and the cap -----------------------------------------------------------
     def _space_and_cap(self) -> None:
         spacing = timedelta(days=self.p.rules.contact_spacing_days)
+        contacts = self._contacts
         by_customer: dict[str, list[_Candidate]] = defaultdict(list)
         for cand in self.candidates:
             by_customer[cand.invoice.customer_id].append(cand)
@@ -665,11 +728,11 @@ class _Planner:
             contact_at: datetime | None = None
             group: list[_Candidate] = []
             for cand in cands:
-                if not cand.stage.contacts:
+                if not contacts[cand.stage.name]:
                     final.append(cand)
                     continue
                 zone = cand.customer.zone
-                if contact_at is not None and cand.at.astimezone(zone).date() == contact_day:
+                if contact_at is not None and self.local_day(cand.at, zone) == contact_day:
                     # due the same day as the contact already planned: one contact for both
                     group.append(cand)
                     continue
@@ -681,17 +744,34 @@ class _Planner:
                     cand.at = self.earliest(last + spacing, zone)
                     cand.waiting.append(
                         f"contact spacing: {cand.customer.name} was last contacted "
-                        f"{when(last, zone)}; at most once every "
+                        f"{self.when(last, zone)}; at most once every "
                         f"{self.p.rules.contact_spacing_days} days"
                     )
                 contact_at = cand.at
-                contact_day = cand.at.astimezone(zone).date()
+                contact_day = self.local_day(cand.at, zone)
                 group.append(cand)
             if group:
                 self._group(group, final)
         final.sort(key=lambda c: (c.at, c.invoice.due_date, c.subject))
         counted = 0
         cap = self.p.rules.max_actions_per_run
+        over_cap = (
+            f"over the policy's cap of {cap} actions a run (a breaker against "
+            "a bad policy edit or sync)"
+        )
+        # per stage, its actions: (kind, the approval it always waits for, counts to the cap)
+        kinds: dict[str, list[tuple[ActionKind, str | None, bool]]] = {}
+        for stage in self.p.stages:
+            kinds[stage.name] = []
+            for kind in stage.actions:
+                if stage.waits(kind):
+                    waits = f"the policy has the {kind.value} of {stage.label} wait for approval"
+                    kinds[stage.name].append((kind, waits, False))
+                elif self.p.rules.approval:
+                    waits = "the policy has every action wait for approval"
+                    kinds[stage.name].append((kind, waits, False))
+                else:
+                    kinds[stage.name].append((kind, None, True))
         for cand in final:
             due = cand.at <= self.now
             if due and self.stale:
@@ -702,50 +782,45 @@ class _Planner:
                 status = Status.WAITING
             else:
                 status = Status.SCHEDULED
+            stage = cand.stage
+            title = stage.label
+            amount = Money(cand.amount, cand.currency)
+            prefix = f"{self.s.connector}/{cand.subject}/{stage.name}/"
             actions: list[Action] = []
-            for kind in cand.stage.actions:
-                approval: str | None = None
-                if cand.stage.waits(kind):
-                    approval = (
-                        f"the policy has the {kind.value} of {cand.stage.label} wait for approval"
-                    )
-                elif self.p.rules.approval:
-                    approval = "the policy has every action wait for approval"
-                elif status is Status.DUE:
+            for kind, waits_for, capped in kinds[stage.name]:
+                approval = waits_for
+                if capped and status is Status.DUE:
                     if counted >= cap:
-                        approval = (
-                            f"over the policy's cap of {cap} actions a run (a breaker against "
-                            "a bad policy edit or sync)"
-                        )
+                        approval = over_cap
                     else:
                         counted += 1
-                key = f"{self.s.connector}/{cand.subject}/{cand.stage.name}/{kind.value}"
+                key = prefix + kind.value
                 actions.append(
                     Action(
                         id=action_id(key),
                         key=key,
                         kind=kind,
-                        stage=cand.stage.name,
-                        stage_title=cand.stage.label,
+                        stage=stage.name,
+                        stage_title=title,
                         tone=cand.tone,
                         customer_id=cand.invoice.customer_id,
                         invoice_id=cand.invoice.id,
                         subject=cand.subject,
-                        amount=Money(cand.amount, cand.currency),
+                        amount=amount,
                         at=cand.at,
                         approval=approval,
                     )
                 )
             reason = cand.reason
-            zone = cand.customer.zone if cand.stage.contacts else self.s.firm_zone
+            zone = cand.customer.zone if contacts[stage.name] else self.s.firm_zone
             if status is Status.WAITING:
                 if cand.stale:
                     reason += "; waiting for a good sync (stale data never sends)"
                 else:
                     why = cand.waiting or self._why_later(cand, zone)
-                    reason += f"; not before {when(cand.at, zone)} ({'; '.join(why)})"
+                    reason += f"; not before {self.when(cand.at, zone)} ({'; '.join(why)})"
             elif status is Status.SCHEDULED and cand.waiting:
-                reason += f"; not before {when(cand.at, zone)} ({'; '.join(cand.waiting)})"
+                reason += f"; not before {self.when(cand.at, zone)} ({'; '.join(cand.waiting)})"
             if cand.superseded:
                 reason += f"; superseded by the catch-up rule: {', '.join(cand.superseded)}"
             self.decisions.append(
@@ -757,17 +832,19 @@ class _Planner:
                     invoice_id=cand.invoice.id,
                     number=cand.invoice.number,
                     plan_id=cand.plan_id,
-                    stage=cand.stage.name,
+                    stage=stage.name,
                     at=cand.at,
-                    amount=Money(cand.amount, cand.currency),
+                    amount=amount,
                     actions=tuple(actions),
                     superseded=cand.superseded if status is Status.DUE else (),
                 )
             )
 
     def _why_later(self, cand: _Candidate, zone: ZoneInfo) -> list[str]:
-        why = self.cal.why_not(self.now, zone)
-        return [why or "later today"]
+        why = self._why.get(zone)
+        if why is None:
+            why = self._why[zone] = self.cal.why_not(self.now, zone) or "later today"
+        return [why]
 
     def _group(self, group: list[_Candidate], final: list[_Candidate]) -> None:
         """Several invoices due for one contact on one day happen together, at one moment."""
