@@ -44,7 +44,7 @@ PERSON = "pat"
 NOW = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 
 INVOICES: dict[str, tuple[Decimal, date]] = {
-    "A": (Decimal("500.00"), date(2026, 11, 2)),
+    "A": (Decimal("500.00"), date(2026, 11, 26)),
     "B": (Decimal("800.00"), date(2026, 11, 30)),
     "C": (Decimal("1000.00"), date(2026, 12, 8)),
     "D": (Decimal("300.00"), date(2026, 12, 15)),
@@ -199,12 +199,15 @@ def test_plan_shows_what_is_due_what_comes_next_and_forecasts(books: Books) -> N
     assert "America/Los_Angeles" in said and "public holidays: US (CA)" in said
     assert "1 due, 6 scheduled" in said
     assert (
-        f"due {names['A']}: invoice {numbers['A']}: friendly reminder due since Fri 30 Oct "
-        "2026; balance 500.00 USD → email, note"
+        f"due {names['A']}: invoice {numbers['A']}: friendly reminder due; balance 500.00 USD "
+        "→ email, note"
     ) in said
+    # B's reminder three days before its due date (Mon 30 Nov) would fall on the day after
+    # Thanksgiving, and the next business day is the due date itself: never chased on the day
+    # a bill falls due, so it does not happen, and the 30-day reminder comes next
     assert (
-        f"scheduled {names['B']}: invoice {numbers['B']}: next, friendly reminder on Fri 27 Nov "
-        "2026; balance 800.00 USD"
+        f"scheduled {names['B']}: invoice {numbers['B']}: next, 30-day reminder on Wed 30 Dec "
+        "08:00 America/Los_Angeles; balance 800.00 USD"
     ) in said
 
     today = books.decisions()
@@ -215,9 +218,9 @@ def test_plan_shows_what_is_due_what_comes_next_and_forecasts(books: Books) -> N
         ("note", "friendly", "500.00"),
     ]
     # when each reminder three days before the due date may go: a business day that is not a
-    # holiday (Fri 27 Nov is the day after Thanksgiving), from 08:00 in the customer's zone
+    # holiday and falls before the due date, from 08:00 in the customer's zone
     assert {label: (d["status"], d["at"]) for label, d in today.items() if label != "A"} == {
-        "B": ("scheduled", at_eight(date(2026, 11, 30))),
+        "B": ("scheduled", at_eight(date(2026, 12, 30))),
         "C": ("scheduled", at_eight(date(2026, 12, 7))),
         "D": ("scheduled", at_eight(date(2026, 12, 14))),
         "E": ("scheduled", at_eight(date(2026, 12, 18))),
@@ -235,12 +238,10 @@ def test_plan_shows_what_is_due_what_comes_next_and_forecasts(books: Books) -> N
         for day in ahead
         if day["actions"]
     }
-    # by hand, as if every action happened and nobody paid: A's 30-day reminder Wed 2 Dec is
-    # more than 7 days after its first contact (Mon 23 Nov), so spacing does not move it
+    # by hand, as if every action happened and nobody paid: A's 30-day reminder (Sat 26 Dec,
+    # so Mon 28 Dec) and B's (Wed 30 Dec) fall after these 30 days
     assert stages == {
         "2026-11-23": [("A", "due-soon")],
-        "2026-11-30": [("B", "due-soon")],
-        "2026-12-02": [("A", "overdue-30")],
         "2026-12-07": [("C", "due-soon")],
         "2026-12-08": [("F", "due-soon")],
         "2026-12-14": [("D", "due-soon")],
@@ -250,7 +251,7 @@ def test_plan_shows_what_is_due_what_comes_next_and_forecasts(books: Books) -> N
 
     why = words(ok(books.home, "why", numbers["A"]))
     assert f"invoice {numbers['A']} · books-qbo · policy standard" in why
-    assert "due: invoice" in why and "friendly reminder due since Fri 30 Oct 2026" in why
+    assert "due: invoice" in why and "friendly reminder due; balance 500.00 USD" in why
     assert "email (friendly tone)" in why and "note (friendly tone)" in why
 
 
@@ -315,7 +316,7 @@ def test_each_hold_shows_in_why_and_in_the_plan(books: Books) -> None:
         "G": "held",
     }
     assert "customer paused until Thu 10 Dec 2026" in today["A"]["reason"]
-    assert today["B"]["at"] == at_eight(date(2026, 11, 30))  # resumed where it stood
+    assert today["B"]["at"] == at_eight(date(2026, 12, 30))  # resumed where it stood
     assert "in dispute" in today["C"]["reason"]
     assert "promised to pay on Sun 20 Dec 2026" in today["D"]["reason"]
     assert "on payment plan" in today["E"]["reason"]

@@ -278,9 +278,9 @@ def test_a_stage_falling_on_a_saturday_moves_to_monday_at_quiet_hours_start(
     assert decision.status is Status.SCHEDULED
     assert decision.stage == "due-soon"
     assert decision.at == monday_opens
-    assert (
-        decision.reason
-        == "invoice INV-1: next, friendly reminder on Sat 9 May 2026; balance 500.00 GBP"
+    assert decision.reason == (
+        f"invoice INV-1: next, friendly reminder on Mon 11 May 08:00 {zone.key} "
+        "(its day, Sat 9 May 2026, is a Saturday); balance 500.00 GBP"
     )
     saturday = utc(2026, 5, 9, 12)
     decision = only(decide(book(saturday, invoices, customers=customers), saturday))
@@ -417,7 +417,7 @@ def test_spacing_pushes_the_second_of_two_contacts_planned_together() -> None:
     later = only(result, "invoice:I3")
     assert later.status is Status.SCHEDULED
     assert later.at == utc(2026, 6, 10, 10)
-    assert "last contacted Wed 3 Jun 11:00 Europe/London" in later.reason
+    assert "is to be contacted Wed 3 Jun 11:00 Europe/London for another invoice" in later.reason
     days = forecast(snapshot, STANDARD, now, 10)
     assert [(d.day, {a.subject for a in d.actions}) for d in days if d.actions] == [
         (date(2026, 6, 3), {"invoice:I2"}),
@@ -811,7 +811,7 @@ def test_a_stage_minimum_balance_skips_that_stage() -> None:
     assert decision.status is Status.SCHEDULED
     assert decision.stage == "overdue-90"
     assert decision.reason == (
-        "invoice INV-1: next, final notice on Mon 29 Jun 2026; balance 200.00 GBP"
+        "invoice INV-1: next, final notice on Mon 29 Jun 08:00 Europe/London; balance 200.00 GBP"
     )
     large = book(now, [invoice("I1", date(2026, 3, 31), "600")], policy=policy, history=history)
     decision = only(decide(large, now, policy))
@@ -840,3 +840,58 @@ def test_an_action_keeps_its_id_whenever_it_is_planned() -> None:
         "acme/invoice:I1/due-soon/note",
     ]
     assert late[0].id == action_id("acme/invoice:I1/due-soon/email")
+
+
+# -- the day a bill falls due, kept settlements, small instalments ---------------------------------
+def test_a_reminder_before_the_due_date_never_lands_on_it_or_after_it() -> None:
+    # due Mon 28 Dec 2026: three days before is Fri 25 Dec (Christmas Day), the next business
+    # day after that, Tue 29 Dec (Mon 28 Dec is the substitute Boxing Day), is past the due date
+    christmas = invoice("I1", date(2026, 12, 28), "400")
+    before = utc(2026, 12, 21, 10)
+    decision = only(decide(book(before, [christmas]), before))
+    assert decision.status is Status.SCHEDULED
+    assert decision.stage == "overdue-30"
+    # an invoice already overdue on a first run gets no "due soon" reminder either: the 30-day
+    # reminder is next, and the skipped one is named as superseded when that one is due
+    late = invoice("I1", date(2026, 11, 30), "400")
+    now = utc(2026, 12, 10, 10)
+    decision = only(decide(book(now, [late]), now))
+    assert (decision.status, decision.stage) == (Status.SCHEDULED, "overdue-30")
+    due = utc(2026, 12, 30, 10)
+    decision = only(decide(book(due, [late]), due))
+    assert (decision.status, decision.stage) == (Status.DUE, "overdue-30")
+    assert decision.superseded == ("due-soon",)
+    # moved by a weekend but still before the due date, it goes: due Wed 2 Dec, its day Sun
+    # 29 Nov, so Mon 30 Nov
+    soon = invoice("I1", date(2026, 12, 2), "400")
+    monday = utc(2026, 11, 30, 10)
+    decision = only(decide(book(monday, [soon]), monday))
+    assert (decision.status, decision.stage) == (Status.DUE, "due-soon")
+
+
+def test_a_kept_settlement_holds_the_rest_of_the_balance_for_good() -> None:
+    kept = hold(
+        5,
+        HoldKind.SETTLEMENT,
+        invoice_id="I1",
+        amount="800",
+        basis="1000",
+        state=HoldState.KEPT,
+        ended_at=utc(2026, 12, 22, 10),
+    )
+    now = utc(2027, 3, 1, 10)
+    rest = invoice("I1", date(2026, 12, 1), "200", total="1000")
+    decision = only(decide(book(now, [rest], ended=[kept]), now))
+    assert decision.status is Status.HELD and decision.actions == ()
+    assert "settled: the 800.00 GBP agreed in full settlement" in decision.reason
+    assert "write off the remaining 200.00 GBP" in decision.reason
+
+
+def test_an_instalment_left_at_or_below_the_minimum_is_not_chased() -> None:
+    plan_ = payment_plan([(date(2026, 11, 30), "50"), (date(2026, 12, 14), "50")], basis="100")
+    now = utc(2027, 1, 13, 10)
+    small = invoice("I1", date(2026, 11, 20), "5", total="100")
+    result = decide(book(now, [small], plans=[plan_]), now)
+    (line,) = [d for d in result.decisions if d.plan_id == 7]
+    assert line.status is Status.NOTHING and line.actions == ()
+    assert "not above the policy's minimum of 10.00 GBP" in line.reason

@@ -203,6 +203,10 @@ class _Candidate:
     plan_id: int | None = None
     #: the stage's day has come (it may still wait for the calendar or spacing)
     reached: bool = True
+    #: the stage's own day (anchor + offset), before the calendar moves it
+    day: date | None = None
+    #: the balance in words, for a stage not yet reached (said after its moment)
+    balance: str = ""
     waiting: list[str] = field(default_factory=list)
     stale: bool = False
 
@@ -300,9 +304,14 @@ class _Planner:
             elif hold.customer_id is not None:
                 by_customer[hold.customer_id].append(hold)
         broken: dict[str, list[Hold]] = defaultdict(list)
+        settled: dict[str, Hold] = {}
         for hold in self.s.ended_holds:
-            if hold.state is HoldState.BROKEN and hold.invoice_id is not None:
+            if hold.invoice_id is None:
+                continue
+            if hold.state is HoldState.BROKEN:
                 broken[hold.invoice_id].append(hold)
+            elif hold.state is HoldState.KEPT and hold.kind is HoldKind.SETTLEMENT:
+                settled[hold.invoice_id] = hold
         balances = {inv.id: inv.balance for inv in self.s.invoices}
         for invoice_id, status in self.s.closed.items():
             balances.setdefault(invoice_id, ZERO)
@@ -315,6 +324,17 @@ class _Planner:
                 continue
             person = self.s.customers.get(invoice.customer_id, self.unknown)
             subject = invoice_subject(invoice.id)
+            kept = settled.get(invoice.id)
+            if kept is not None and kept.amount is not None:
+                self._decide(
+                    invoice,
+                    person,
+                    Status.HELD,
+                    f"settled: the {_money(kept.amount, invoice.currency)} agreed in full "
+                    f"settlement (by {kept.set_by}: {kept.reason}) was paid; ask the bookkeeper "
+                    f"to write off the remaining {_money(invoice.balance, invoice.currency)}",
+                )
+                continue
             held = self._held(invoice, person, by_invoice, by_customer, broken, on_plan)
             if held is not None:
                 self._decide(invoice, person, Status.HELD, held)
@@ -572,6 +592,25 @@ class _Planner:
             stop = self._paused(plan.customer_id, today, by_customer)
             if stop is None and all(i in in_flight for i in open_ids):
                 stop = "; ".join(in_flight[i] for i in open_ids)
+            floor = self.p.minimum(plan.currency)
+            if left <= floor and stop is None and due < today:
+                self.decisions.append(
+                    Decision(
+                        subject=subject,
+                        customer_id=plan.customer_id,
+                        status=Status.NOTHING,
+                        reason=(
+                            f"payment plan {plan.id}: instalment {seq} has "
+                            f"{_money(left, plan.currency)} left, not above the policy's "
+                            f"minimum of {_money(floor, plan.currency)}"
+                        ),
+                        invoice_id=first.id,
+                        number=first.number,
+                        plan_id=plan.id,
+                        amount=Money(left, plan.currency),
+                    )
+                )
+                continue
             if due >= today or stop is not None:
                 self.decisions.append(
                     Decision(
@@ -626,19 +665,30 @@ class _Planner:
             reached = max(reached, self.index.get(item.stage, -1))
         currency = invoice.currency
         label = about or _invoice_words(invoice)
+        # a stage's day is `anchor + offset`: it has come when its offset is at most `age`
+        age = (today - anchor).days
         applicable: list[Stage] = []
         for stage in stages[reached + 1 :]:
             if overdue_only and stage.offset <= 0:
                 continue
             if amount < stage.minimum_balance.get(currency, ZERO):
                 continue
+            if stage.offset < 0 and (
+                age >= 0
+                or self.moment_for(stage, anchor + timedelta(days=stage.offset), person)
+                .astimezone(self._zone_of(stage, person))
+                .date()
+                >= anchor
+            ):
+                # a stage before the due date happens before it, or not at all: never on the
+                # day a bill falls due, never late
+                continue
             applicable.append(stage)
-        # a stage's day is `anchor + offset`: it has come when its offset is at most `age`
-        age = (today - anchor).days
         due_now = [s for s in applicable if s.offset <= age]
         if due_now:
             stage = due_now[-1]
             day = anchor + timedelta(days=stage.offset)
+            index = self.index[stage.name]
             tone = stage.tone.firmer() if firmer else stage.tone
             reason = f"{label}: {stage.label} due"
             if day < today:
@@ -656,9 +706,14 @@ class _Planner:
                     currency=currency,
                     at=self.moment_for(stage, day, person),
                     tone=tone,
-                    superseded=tuple(s.name for s in due_now[:-1]),
+                    superseded=tuple(
+                        s.name
+                        for s in stages[reached + 1 : index]
+                        if not (overdue_only and s.offset <= 0)
+                    ),
                     reason=reason,
                     plan_id=plan_id,
+                    day=day,
                 )
             )
             return
@@ -677,10 +732,11 @@ class _Planner:
                     at=self.moment_for(stage, day, person),
                     tone=stage.tone.firmer() if firmer else stage.tone,
                     superseded=(),
-                    reason=f"{label}: next, {stage.label} on {self.day_words(day)}; "
-                    f"{_balance_words(invoice, amount)}",
+                    reason=f"{label}: next, {stage.label}",
                     plan_id=plan_id,
                     reached=False,
+                    day=day,
+                    balance=_balance_words(invoice, amount),
                 )
             )
             return
@@ -724,6 +780,7 @@ class _Planner:
         for customer_id, cands in by_customer.items():
             cands.sort(key=lambda c: (c.at, c.invoice.due_date, c.subject))
             last = self.last_contact.get(customer_id)
+            planned = False  # `last` is a contact this plan makes, not one in the history
             contact_day: date | None = None
             contact_at: datetime | None = None
             group: list[_Candidate] = []
@@ -738,12 +795,17 @@ class _Planner:
                     continue
                 if group:
                     self._group(group, final)
-                    last = contact_at
+                    last, planned = contact_at, True
                     group = []
                 if last is not None and spacing and cand.at < last + spacing:
                     cand.at = self.earliest(last + spacing, zone)
+                    said = "is to be contacted" if planned else "was last contacted"
                     cand.waiting.append(
-                        f"contact spacing: {cand.customer.name} was last contacted "
+                        f"contact spacing: {cand.customer.name} {said} "
+                        f"{self.when(last, zone)} for another invoice; at most once every "
+                        f"{self.p.rules.contact_spacing_days} days"
+                        if planned
+                        else f"contact spacing: {cand.customer.name} {said} "
                         f"{self.when(last, zone)}; at most once every "
                         f"{self.p.rules.contact_spacing_days} days"
                     )
@@ -819,8 +881,12 @@ class _Planner:
                 else:
                     why = cand.waiting or self._why_later(cand, zone)
                     reason += f"; not before {self.when(cand.at, zone)} ({'; '.join(why)})"
-            elif status is Status.SCHEDULED and cand.waiting:
-                reason += f"; not before {self.when(cand.at, zone)} ({'; '.join(cand.waiting)})"
+            elif status is Status.SCHEDULED:
+                reason += f" on {self.when(cand.at, zone)}"
+                moved = self._moved(cand, zone)
+                if moved or cand.waiting:
+                    reason += f" ({'; '.join(moved + cand.waiting)})"
+                reason += f"; {cand.balance}"
             if cand.superseded:
                 reason += f"; superseded by the catch-up rule: {', '.join(cand.superseded)}"
             self.decisions.append(
@@ -836,9 +902,19 @@ class _Planner:
                     at=cand.at,
                     amount=amount,
                     actions=tuple(actions),
-                    superseded=cand.superseded if status is Status.DUE else (),
+                    superseded=cand.superseded,
                 )
             )
+
+    def _moved(self, cand: _Candidate, zone: ZoneInfo) -> list[str]:
+        """Why a stage happens after its own day (a weekend, a holiday), in words."""
+        if cand.day is None or self.local_day(cand.at, zone) <= cand.day:
+            return []
+        closed = self.cal.closed_because(cand.day)
+        return [f"its day, {self.day_words(cand.day)}, is a {closed}"] if closed else []
+
+    def _zone_of(self, stage: Stage, person: Person) -> ZoneInfo:
+        return person.zone if self._contacts[stage.name] else self.s.firm_zone
 
     def _why_later(self, cand: _Candidate, zone: ZoneInfo) -> list[str]:
         why = self._why.get(zone)
