@@ -831,10 +831,19 @@ def test_an_action_id_is_the_base32_of_its_keys_hash() -> None:
 
 def test_an_action_keeps_its_id_whenever_it_is_planned() -> None:
     invoices = [invoice("I1", date(2026, 5, 12), "500")]
-    friday, monday = utc(2026, 5, 8, 12), utc(2026, 5, 11, 7)
-    early = only(decide(book(friday, invoices), friday)).actions
-    late = only(decide(book(monday, invoices), monday)).actions
-    assert [a.id for a in early] == [a.id for a in late]
+    friday, saturday, monday = utc(2026, 5, 8, 12), utc(2026, 5, 9, 12), utc(2026, 5, 11, 9)
+    # before its day a stage has no actions yet, only its name and moment
+    scheduled = only(decide(book(friday, invoices), friday))
+    assert (scheduled.status, scheduled.stage, scheduled.actions) == (
+        Status.SCHEDULED,
+        "due-soon",
+        (),
+    )
+    waiting = only(decide(book(saturday, invoices), saturday))
+    due = only(decide(book(monday, invoices), monday))
+    assert (waiting.status, due.status) == (Status.WAITING, Status.DUE)
+    early, late = waiting.actions, due.actions
+    assert len(early) == 2 and [a.id for a in early] == [a.id for a in late]
     assert [a.key for a in late] == [
         "acme/invoice:I1/due-soon/email",
         "acme/invoice:I1/due-soon/note",
