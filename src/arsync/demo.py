@@ -261,9 +261,8 @@ def render_forecast(demo: CompanyDemo, console: Console) -> None:
     from rich.table import Table
 
     plan_words = ", ".join(f"{n} {status}" for status, n in demo.today_plan.items())
-    console.print(
-        f"  [dim]collection under the standard policy ({demo.zone}); today: {plan_words}[/dim]"
-    )
+    console.print(f"  [dim]collection under the standard policy, in {demo.zone}:[/dim]")
+    console.print(f"  [dim]today {plan_words}; the next {FORECAST_DAYS} days by week:[/dim]")
     table = Table(box=None, padding=(0, 1), show_edge=False)
     for column in ("week of", "reminders", "notes", "calls", "letters", "hand-overs", "chased"):
         table.add_column(column, justify="left" if column == "week of" else "right")
@@ -289,7 +288,4 @@ def render_forecast(demo: CompanyDemo, console: Console) -> None:
             ", ".join(f"{v:,.2f} {k}" for k, v in sorted(chased.items())) or "-",
         )
     console.print(table)
-    console.print(
-        f"  [dim]the next {FORECAST_DAYS} days as if nobody paid; hand-overs wait for a "
-        "person's approval[/dim]"
-    )
+    console.print("  [dim]as if nobody paid; hand-overs wait for a person's approval[/dim]")
