@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -49,6 +51,9 @@ def test_demo_prints_an_aging_table_per_company() -> None:
         assert label in out
     assert "USD" in out and "GBP" in out
     assert "first sync:" in out and "the next sync saw it in 1 API call" in out
+    assert out.count("the next 100 days by week:") == 2
+    for label in ("week of", "reminders", "calls", "letters", "hand-overs", "chased"):
+        assert label in out
 
 
 def test_demo_figures_equal_the_books_read_over_http(
@@ -65,6 +70,20 @@ def test_demo_figures_equal_the_books_read_over_http(
         assert demo.second.created >= 2 and demo.second.changed >= 1  # payment, new invoice
         by_currency = {row["currency"]: Decimal(row["total"]) for row in demo.status.aging}
         assert by_currency == open_balances_now(sandbox, demo.tenant.platform)
+        # the forecast: 100 days in a row from today, each stage of each invoice at most once,
+        # every action on its own day, amounts never above what the books say is owed
+        days = [d.day for d in demo.forecast]
+        assert len(days) == 100 and days[0] == demo.today
+        assert all((b - a).days == 1 for a, b in itertools.pairwise(days))
+        stages = [
+            (a.subject, a.stage) for d in demo.forecast for a in d.actions if a.kind == "note"
+        ]
+        assert len(stages) == len(set(stages)) > 0
+        zone = ZoneInfo(demo.zone)
+        for day in demo.forecast:
+            for action in day.actions:
+                assert action.at.astimezone(zone).date() <= day.day
+                assert action.amount.amount <= by_currency[action.amount.currency]
     store.engine.dispose()
 
 
