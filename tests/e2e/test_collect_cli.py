@@ -397,3 +397,39 @@ def test_a_company_whose_zone_is_not_known_is_not_planned_until_its_file_names_o
         again = arsync(home, "plan", "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["connectors"][0]["timezone"] == "America/Toronto"
+
+
+def test_a_bookkeeper_pauses_a_customer_from_inside_quickbooks(books: Books) -> None:
+    """A "Do not chase" customer type, then a marker in the Notes: each reaches the plan through
+    `arsync sync` as a hold set in the ledger, which `resume` refuses, and each ends at the
+    sync after the bookkeeper takes it away."""
+    sandbox, home, names = books.sandbox, books.home, books.names
+    realm = next(t.tenant_id for t in sandbox.tenants() if t.platform == "qbo")
+    company = sandbox.qbo.company(realm)
+    a = next(i for i, c in company.customers.items() if c.display_name == names["A"])
+    kind = sandbox.event("qbo", realm, {"type": "customer_type", "name": "Do not chase"})
+    sandbox.event(
+        "qbo",
+        realm,
+        {"type": "customer_edit", "customer": a, "customer_type": kind["customer_type"]},
+    )
+    ok(home, "sync")
+    held = books.decisions()["A"]
+    assert held["status"] == "held" and held["actions"] == []
+    assert "customer paused in the ledger by the bookkeeper, in QuickBooks Online" in held["reason"]
+    assert 'customer type "Do not chase"' in held["reason"]
+    said = refused(home, "resume", names["A"])
+    assert "held inside QuickBooks Online" in said and "clear it there" in said
+    # the type taken away and a marker written in the Notes instead
+    sandbox.event(
+        "qbo",
+        realm,
+        {"type": "customer_edit", "customer": a, "customer_type": None, "notes": "#NOCHASE: ill"},
+    )
+    ok(home, "sync")
+    assert 'Notes say "#nochase"' in books.decisions()["A"]["reason"]
+    sandbox.event("qbo", realm, {"type": "customer_edit", "customer": a, "notes": ""})
+    ok(home, "sync")
+    assert books.decisions()["A"]["status"] == "due"
+    why = words(ok(home, "why", names["A"]))
+    assert "pause cleared by arsync (the policy): no longer set in the ledger" in why

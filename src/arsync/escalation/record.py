@@ -108,6 +108,7 @@ def reconcile_ledger(tx: Tx, row: ConnectorRow, policy: Policy) -> int:
             and hold.customer_id == want.customer_id
             and hold.invoice_id == want.invoice_id
             and hold.until == want.until
+            and hold.reason == want.reason
         )
 
     for hold in active:
