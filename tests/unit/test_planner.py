@@ -904,3 +904,17 @@ def test_an_instalment_left_at_or_below_the_minimum_is_not_chased() -> None:
     (line,) = [d for d in result.decisions if d.plan_id == 7]
     assert line.status is Status.NOTHING and line.actions == ()
     assert "not above the policy's minimum of 10.00 GBP" in line.reason
+
+
+def test_stages_that_spacing_pushes_past_their_day_share_the_next_contact() -> None:
+    # Ada was contacted Mon 1 Jun 10:00 London about another invoice; the 30-day reminders of
+    # two invoices fall on Wed 3 and Thu 4 Jun: spacing holds both until Mon 8 Jun 10:00, where
+    # they make one contact (not one then, and the other a week later)
+    now = utc(2026, 6, 2, 12)
+    invoices = [invoice("I1", date(2026, 5, 4), "300"), invoice("I2", date(2026, 5, 5), "200")]
+    history = [done("invoice:I0", "overdue-30", utc(2026, 6, 1, 9))]
+    result = decide(book(now, invoices, history=history), now)
+    first, second = only(result, "invoice:I1"), only(result, "invoice:I2")
+    assert (first.stage, second.stage) == ("overdue-30", "overdue-30")
+    assert first.at == second.at == utc(2026, 6, 8, 9)
+    assert "contact spacing" in first.reason and "contact spacing" in second.reason

@@ -791,8 +791,11 @@ class _Planner:
                     final.append(cand)
                     continue
                 zone = cand.customer.zone
-                if contact_at is not None and self.local_day(cand.at, zone) == contact_day:
-                    # due the same day as the contact already planned: one contact for both
+                if contact_at is not None and (
+                    cand.at <= contact_at or self.local_day(cand.at, zone) == contact_day
+                ):
+                    # due by the day of the contact already planned (which spacing may have
+                    # pushed past this one's own day): one contact for both
                     group.append(cand)
                     continue
                 if group:
@@ -931,9 +934,12 @@ class _Planner:
     def _group(self, group: list[_Candidate], final: list[_Candidate]) -> None:
         """Several invoices due for one contact on one day happen together, at one moment."""
         at = max(c.at for c in group)
+        why = next((c.waiting for c in group if c.waiting), [])
         for cand in group:
             if cand.at != at:
                 cand.at = at
+                if not cand.waiting:
+                    cand.waiting.extend(why or ["one contact with the customer's other invoices"])
             final.append(cand)
 
 
