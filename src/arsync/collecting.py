@@ -103,15 +103,10 @@ def find(tx: Tx, config: Config, ref: str, only: str | None) -> Found:
         if row is None or not row.linked:
             continue
         invoices = [
-            r
-            for r in tx.records.live(row.id, Kind.INVOICE).values()
-            if isinstance(r, Invoice)
-            and (r.id == ref or (r.number or "").casefold() == ref.casefold())
+            r for r in tx.records.named(row.id, Kind.INVOICE, ref) if isinstance(r, Invoice)
         ]
         customers = [
-            r
-            for r in tx.records.live(row.id, Kind.CUSTOMER).values()
-            if isinstance(r, Customer) and (r.id == ref or r.name.casefold() == ref.casefold())
+            r for r in tx.records.named(row.id, Kind.CUSTOMER, ref) if isinstance(r, Customer)
         ]
         hits += [Found(connector, row, invoice=i) for i in invoices]
         hits += [Found(connector, row, customer=c) for c in customers]

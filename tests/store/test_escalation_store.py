@@ -250,3 +250,21 @@ def test_the_snapshot_reads_stages_done_from_the_trail(store: Store) -> None:
     decision = plan(snap, POLICY, T).of("invoice:1")
     assert decision is not None and decision.status is Status.SCHEDULED
     assert decision.stage == "overdue-60"
+
+
+def test_an_invoice_or_customer_is_found_by_what_a_person_types(store: Store) -> None:
+    row = linked(store)
+    apply(
+        store,
+        row,
+        customer("c1", name="Émile Café"),
+        customer("c2", name="HARBOR Ltd"),
+        invoice("7", number="INV-0007"),
+    )
+    with store.reading() as tx:
+        named = tx.records.named
+        assert [r.id for r in named(row.id, Kind.INVOICE, "inv-0007")] == ["7"]
+        assert [r.id for r in named(row.id, Kind.INVOICE, "7")] == ["7"]
+        assert [r.id for r in named(row.id, Kind.CUSTOMER, "harbor ltd")] == ["c2"]
+        assert [r.id for r in named(row.id, Kind.CUSTOMER, "Émile Café")] == ["c1"]
+        assert named(row.id, Kind.CUSTOMER, "nobody") == []

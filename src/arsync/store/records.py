@@ -661,6 +661,21 @@ class RecordsRepo:
                 totals[key] = totals.get(key, Decimal(0)) + Decimal(amount)
         return totals
 
+    def named(self, connector_id: int, kind: Kind, ref: str) -> list[Record]:
+        """Live invoices whose id or number is `ref`, or customers whose id or name is (any
+        case): what a person names on the command line."""
+        table = BUSINESS[kind.value]
+        label = table.c.number if kind is Kind.INVOICE else table.c.name
+        rows = self._conn.execute(
+            select(table).where(
+                table.c.connector_id == connector_id,
+                table.c.deleted.is_(False),
+                # the database's lower() on both sides: SQLite's folds ASCII letters only
+                (table.c.external_id == ref) | (func.lower(label) == func.lower(ref)),
+            )
+        )
+        return [record_of(kind, row) for row in rows]
+
     def live(self, connector_id: int, kind: Kind) -> dict[str, Record]:
         """Every record of `kind` not gone from the platform, by its platform id."""
         table = BUSINESS[kind.value]
