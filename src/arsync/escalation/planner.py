@@ -268,7 +268,7 @@ class _Planner:
     def moment_for(self, stage: Stage, day: date, person: Person) -> datetime:
         """The earliest moment a stage falling on `day` may happen: for contact, in the
         customer's zone; for the firm's own tasks, in the firm's working hours."""
-        zone = person.zone if self._contacts[stage.name] else self.s.firm_zone
+        zone = self._zone_of(stage, person)
         key = (day, zone)
         found = self._moments.get(key)
         if found is None:
@@ -677,9 +677,10 @@ class _Planner:
                 continue
             if stage.offset < 0 and (
                 age >= 0
-                or self.moment_for(stage, anchor + timedelta(days=stage.offset), person)
-                .astimezone(self._zone_of(stage, person))
-                .date()
+                or self.local_day(
+                    self.moment_for(stage, anchor + timedelta(days=stage.offset), person),
+                    self._zone_of(stage, person),
+                )
                 >= anchor
             ):
                 # a stage before the due date happens before it, or not at all: never on the
@@ -687,17 +688,27 @@ class _Planner:
                 continue
             applicable.append(stage)
         due_now = [s for s in applicable if s.offset <= age]
-        if due_now:
-            stage = due_now[-1]
+        later = [s for s in applicable if s.offset > age]
+        if due_now or later:
+            # the latest stage whose day has come, else the next one to come
+            stage = due_now[-1] if due_now else later[0]
             day = anchor + timedelta(days=stage.offset)
-            index = self.index[stage.name]
             tone = stage.tone.firmer() if firmer else stage.tone
-            reason = f"{label}: {stage.label} due"
-            if day < today:
-                reason += f" since {self.day_words(day)}"
-            reason += f"; {_balance_words(invoice, amount)}"
-            if firmer:
-                reason += f"; a promise to pay was broken, so in a {tone.value} tone"
+            superseded: tuple[str, ...] = ()
+            if due_now:
+                reason = f"{label}: {stage.label} due"
+                if day < today:
+                    reason += f" since {self.day_words(day)}"
+                reason += f"; {_balance_words(invoice, amount)}"
+                if firmer:
+                    reason += f"; a promise to pay was broken, so in a {tone.value} tone"
+                superseded = tuple(
+                    s.name
+                    for s in stages[reached + 1 : self.index[stage.name]]
+                    if not (overdue_only and s.offset <= 0)
+                )
+            else:
+                reason = f"{label}: next, {stage.label}"
             self.candidates.append(
                 _Candidate(
                     subject=subject,
@@ -708,37 +719,12 @@ class _Planner:
                     currency=currency,
                     at=self.moment_for(stage, day, person),
                     tone=tone,
-                    superseded=tuple(
-                        s.name
-                        for s in stages[reached + 1 : index]
-                        if not (overdue_only and s.offset <= 0)
-                    ),
+                    superseded=superseded,
                     reason=reason,
                     plan_id=plan_id,
+                    reached=bool(due_now),
                     day=day,
-                )
-            )
-            return
-        later = [s for s in applicable if s.offset > age]
-        if later:
-            stage = later[0]
-            day = anchor + timedelta(days=stage.offset)
-            self.candidates.append(
-                _Candidate(
-                    subject=subject,
-                    customer=person,
-                    invoice=invoice,
-                    stage=stage,
-                    amount=amount,
-                    currency=currency,
-                    at=self.moment_for(stage, day, person),
-                    tone=stage.tone.firmer() if firmer else stage.tone,
-                    superseded=(),
-                    reason=f"{label}: next, {stage.label}",
-                    plan_id=plan_id,
-                    reached=False,
-                    day=day,
-                    balance=_balance_words(invoice, amount),
+                    balance="" if due_now else _balance_words(invoice, amount),
                 )
             )
             return
@@ -883,7 +869,7 @@ class _Planner:
                     )
                 )
             reason = cand.reason
-            zone = cand.customer.zone if contacts[stage.name] else self.s.firm_zone
+            zone = self._zone_of(stage, cand.customer)
             if status is Status.WAITING:
                 if cand.stale:
                     reason += "; waiting for a good sync (stale data never sends)"
