@@ -918,3 +918,10 @@ def test_stages_that_spacing_pushes_past_their_day_share_the_next_contact() -> N
     assert (first.stage, second.stage) == ("overdue-30", "overdue-30")
     assert first.at == second.at == utc(2026, 6, 8, 9)
     assert "contact spacing" in first.reason and "contact spacing" in second.reason
+
+
+def test_a_pause_past_its_date_ends_even_for_a_customer_who_owes_nothing() -> None:
+    pause = hold(9, HoldKind.PAUSE, until=date(2026, 6, 1))
+    now = utc(2026, 6, 3, 10)
+    result = decide(book(now, [], holds=[pause]), now)
+    assert [(t.change, t.ref) for t in result.transitions] == [(Change.PAUSE_OVER, 9)]

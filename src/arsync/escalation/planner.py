@@ -364,6 +364,10 @@ class _Planner:
                 amount=invoice.balance,
                 firmer=firmer,
             )
+        # a pause whose date has passed is over, whether or not the customer still owes
+        for customer_id in by_customer:
+            person = self.s.customers.get(customer_id, self.unknown)
+            self._paused(customer_id, self.today(person.zone), by_customer)
         self._space_and_cap()
         notes = [f"public holidays: {self.cal.holidays_from}"]
         if self.stale:

@@ -91,8 +91,14 @@ def snapshot(
     policy: Policy,
     firm: FirmZone,
     now: datetime,
+    *,
+    held_only: bool = False,
 ) -> Snapshot:
-    """Everything the planner reads about one connector, from one transaction."""
+    """Everything the planner reads about one connector, from one transaction.
+
+    `held_only`: only what the planner's transitions need (the invoices of customers with a
+    hold or a plan, and no history), for recording them after every sync without reading and
+    planning a whole book."""
     cid = row.id
     overrides = {s.customer_id: s.value for s in tx.settings.of(cid) if s.key == TIMEZONE_SETTING}
     customers: dict[str, Person] = {}
@@ -101,6 +107,13 @@ def snapshot(
         customers[record.id] = person(record, firm, overrides.get(record.id))
     invoices = tx.records.open_invoices(cid)
     holds = tx.holds.active(cid)
+    plans = tx.plans.active(cid)
+    named = {h.invoice_id for h in holds if h.invoice_id} | {
+        i for p in plans for i in p.invoice_ids
+    }
+    if held_only:
+        concerned = {h.customer_id for h in holds} | {p.customer_id for p in plans}
+        invoices = [i for i in invoices if i.customer_id in concerned or i.id in named]
     # a broken promise makes the next stage firmer; a kept settlement ends the chase for good
     ended = [
         h
@@ -108,11 +121,7 @@ def snapshot(
         if h.state is HoldState.BROKEN
         or (h.state is HoldState.KEPT and h.kind is HoldKind.SETTLEMENT)
     ]
-    plans = tx.plans.active(cid)
     open_ids = {inv.id for inv in invoices}
-    named = {h.invoice_id for h in holds if h.invoice_id} | {
-        i for p in plans for i in p.invoice_ids
-    }
     states = tx.records.invoice_states(cid, named - open_ids)
     closed = {invoice_id: status for invoice_id, status in states.items() if status is not None}
     # an invoice gone from the platform is as good as voided for its holds
@@ -126,7 +135,11 @@ def snapshot(
             contact=bool(e.detail.get("contact", False)),
             superseded=e.action == STAGE_SUPERSEDED,
         )
-        for e in tx.events.of(cid, entity=Entity.INVOICE, actions=(STAGE_DONE, STAGE_SUPERSEDED))
+        for e in (
+            ()
+            if held_only
+            else tx.events.of(cid, entity=Entity.INVOICE, actions=(STAGE_DONE, STAGE_SUPERSEDED))
+        )
     ]
     return Snapshot(
         connector=row.name,

@@ -175,5 +175,8 @@ def apply(tx: Tx, result: Plan) -> int:
 
 def settle(tx: Tx, row: ConnectorRow, policy: Policy, firm: FirmZone, now: datetime) -> int:
     """The planner's transitions, then the ledger's holds, recorded; how many changes."""
-    changed = apply(tx, plan(snapshot(tx, row, policy, firm, now), policy, now))
+    if not tx.holds.active(row.id) and not tx.plans.active(row.id):
+        return reconcile_ledger(tx, row, policy)
+    current = snapshot(tx, row, policy, firm, now, held_only=True)
+    changed = apply(tx, plan(current, policy, now))
     return changed + reconcile_ledger(tx, row, policy)
