@@ -344,6 +344,12 @@ def test_durations_refused(value: object) -> None:
         ({"sync": "15m"}, 'sync: must be a table, got "15m"'),
         ({"interval": "15m"}, "interval: unknown key here (it belongs in [sync])"),
         (
+            {"endpoints": {"timezone": "Europe/London"}},
+            "endpoints.timezone: unknown key here (timezone belongs at the top of the file, "
+            "before the first [table]: after a header, TOML puts a key in that table)",
+        ),
+        ({"timezone": "Europe/Londn"}, 'timezone: unknown time zone "Europe/Londn"'),
+        (
             {"limits": {"per_minit": 5}},
             'limits.per_minit: unknown key (did you mean "per_minute"?)',
         ),

@@ -190,4 +190,10 @@ def _unknown_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         sub = _submodel(annotation)
         if sub is not None and key in _fields(sub):
             return f"unknown key here (it belongs in [{_key((*loc[:-1], table_key))}])"
+    # A top-level key written after a [table] header, which TOML then puts in that table.
+    if len(loc) > 1 and key in _fields(model) and _submodel(_fields(model)[key]) is None:
+        return (
+            f"unknown key here ({key} belongs at the top of the file, before the first "
+            "[table]: after a header, TOML puts a key in that table)"
+        )
     return f"unknown key (known keys: {', '.join(known)})"
