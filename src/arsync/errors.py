@@ -10,6 +10,8 @@
     │   │   └── Parked               ...for longer than a worker should sleep
     │   └── Busy                     another process holds the lock (e.g. the same sync)
     ├── PermanentError               the platform refused the request itself (validation, 4xx)
+    │   ├── NoEmailAddress           the customer has no address the platform can email
+    │   └── EmailCapReached          the platform's daily cap of emails is spent for today
     ├── OutcomeUnknown               a write may or may not have been performed (a lost reply):
     │                                settled by reading the platform back, never by resending
     ├── DataError                    an answer (the platform's, or the store's) we cannot read
@@ -67,6 +69,14 @@ class PermanentError(ArsyncError):
         #: the refusal's parsed body (the platform's fault object), for callers that must tell
         #: one refusal from another; never shown in messages beyond the snippet they carry
         self.body = body
+
+
+class NoEmailAddress(PermanentError):
+    """The platform cannot email the invoice: its customer has no usable email address."""
+
+
+class EmailCapReached(PermanentError):
+    """The platform's cap of emails a day for the company is reached: try again tomorrow."""
 
 
 class OutcomeUnknown(ArsyncError):

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from arsync.domain import PLATFORM_NAMES, CompanyInfo, Page
+from arsync.domain import PLATFORM_NAMES, CompanyInfo, Invoice, Page
+from arsync.errors import ArsyncError
 
 if TYPE_CHECKING:
     from arsync.connectors.http import ApiSession
@@ -164,6 +165,107 @@ class Connector(Protocol):
         ...
 
 
+# -- the writer side ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FreshInvoice:
+    """An invoice as the platform has it at this moment: the fresh read before a write."""
+
+    invoice: Invoice
+    #: where the platform would email it now (QBO `BillEmail`); None where the invoice does not
+    #: say (Xero sends to the contact's addresses, which the invoice does not carry)
+    bill_email: str | None = None
+    #: the platform's own record of its last email of the invoice (QBO `DeliveryInfo` of type
+    #: Email: `DeliveryTime`); None when it has none or the platform keeps none on the invoice
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NoteWrite:
+    """One dated note to put on one invoice, under an idempotency key."""
+
+    invoice_id: str
+    text: str
+    #: the write's idempotency key (the action id, or derived from it)
+    key: str
+
+
+@dataclass(frozen=True)
+class NoteOutcome:
+    """What became of one `NoteWrite`: `ref` (the platform's id of the note, when it gives one)
+    when written, or `error` when the platform refused that one note."""
+
+    key: str
+    written: bool
+    ref: str | None = None
+    error: ArsyncError | None = None
+
+
+@dataclass(frozen=True)
+class FoundNote:
+    """A note the platform holds on an invoice (QBO attachable note, Xero history record)."""
+
+    text: str
+    at: datetime | None
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class FoundEmail:
+    """The platform's evidence that it emailed an invoice: when, to whom, in its own words."""
+
+    at: datetime
+    to: str | None
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Trail:
+    """What the platform shows of an invoice's notes and emails: the read-back of a write."""
+
+    notes: tuple[FoundNote, ...] = ()
+    emails: tuple[FoundEmail, ...] = ()
+    #: the platform keeps a dependable record of its own emails on the invoice (QBO
+    #: DeliveryInfo). False for Xero, whose History after an API email is undocumented: an
+    #: absent email there proves nothing
+    emails_recorded: bool = False
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """What the dispatcher asks of a platform. Every write carries an idempotency key; a write
+    whose reply was lost raises OutcomeUnknown (never resent inside the call beyond what the
+    session allows); a refusal raises PermanentError, or one of its precise kinds:
+    `NoEmailAddress` (the customer has no address to send to) and `EmailCapReached` (the
+    platform's daily cap of emails for the company is spent)."""
+
+    def fresh(self, invoice_ids: Sequence[str]) -> dict[str, FreshInvoice]:
+        """The invoices as they are now, batched (⌈N/page⌉ calls). An id missing from the
+        answer is an invoice the platform no longer has."""
+        ...
+
+    def email(self, invoice_id: str, *, key: str, send_to: str | None = None) -> FoundEmail | None:
+        """Have the platform email the invoice to its customer (or to `send_to`, where the
+        platform allows another address). Returns the platform's evidence when the reply
+        carries it (QBO), None when the reply is empty (Xero's 204)."""
+        ...
+
+    def notes(self, notes: Sequence[NoteWrite]) -> list[NoteOutcome]:
+        """Put the notes on their invoices (QBO: batches of up to 30; Xero: one call each).
+        One outcome per note, in order; raises OutcomeUnknown when a call's reply was lost
+        (which of its notes were written is then for `read_back` to say)."""
+        ...
+
+    def read_back(self, invoice_ids: Sequence[str]) -> dict[str, Trail]:
+        """The notes and emails the platform shows on each invoice (an id missing from the
+        answer: the invoice is gone)."""
+        ...
+
+    def expect_payment(self, invoice_id: str, day: date | None, *, key: str) -> bool:
+        """Write a promised payment date where the bookkeeper sees it (Xero's Expected Date);
+        None clears it. False when the platform has no such field (QBO), so nothing was done."""
+        ...
+
+
 class ConnectorFactory(Protocol):
     def __call__(self, link: Link, session: ApiSession) -> Connector: ...
 
@@ -204,11 +306,18 @@ __all__ = [
     "Connector",
     "ConnectorFactory",
     "Endpoints",
+    "FoundEmail",
+    "FoundNote",
+    "FreshInvoice",
     "Limits",
     "Link",
+    "NoteOutcome",
+    "NoteWrite",
     "Page",
     "StaticTokens",
     "TokenSource",
+    "Trail",
+    "Writer",
     "factory_for",
     "load_builtin",
     "register",

@@ -53,8 +53,9 @@ class QboLimits:
     max_results: int = 1000
     cdc_max_objects: int = 1000
     cdc_lookback_days: int = 30
-    #: Intuit's own sandbox caps emails at 40/day/realm; production does not say. None: no cap.
-    emails_per_day: int | None = None
+    #: Intuit's sandbox caps emails at 40 a day per realm (primary); production documents no
+    #: cap. On by default, as in Intuit's sandbox; None: no cap.
+    emails_per_day: int | None = 40
     #: how long a requestid is remembered (undocumented by Intuit; best effort)
     requestid_window: timedelta = timedelta(days=1)
 
