@@ -67,9 +67,28 @@ class XeroLimits:
     per_day: int = 5000
     app_per_minute: int = 10_000
     max_page_size: int = 1000
+    #: a History record's Details, in UTF-16 code units (Xero says 250 characters, not which
+    #: kind: counted as .NET counts a string's Length, so an emoji is 2)
     history_details_max: int = 250
-    emails_per_day: int = 1000
+    #: Invoice emails a day per organisation, by its plan (secondary figures, so settings):
+    #: paying organisations, trials (Class TRIAL) and the demo company (IsDemoCompany, or Class
+    #: DEMO); None: no cap for that plan. The day is the organisation's own (its time zone).
+    emails_per_day_paying: int | None = 1000
+    emails_per_day_trial: int | None = 20
+    emails_per_day_demo: int | None = 0
+    #: one cap for every organisation whatever its plan, in place of the three above (None: by
+    #: plan)
+    emails_per_day: int | None = None
+    #: how long a repeated Idempotency-Key answers with the first reply (about six minutes,
+    #: secondary); after it the request is performed again. 0: never replayed.
     idempotency_window: timedelta = timedelta(minutes=6)
+    #: Unknown on Xero: what an API email writes into the invoice's History. The sandbox's own
+    #: choice when True: a record "Sent" / "This invoice has been sent to <addresses>."; False:
+    #: nothing at all.
+    email_history: bool = True
+    #: Unknown on Xero: whether an API email sets the invoice's SentToContact. Default: it does
+    #: (moving UpdatedDateUTC unless the invoice is partly paid, as Xero's caveat says).
+    email_marks_sent: bool = True
     #: Unknown on Xero: whether putting a contact into a contact group (or taking it out, or
     #: deleting the group) moves the contact's UpdatedDateUTC. Default: it does not, so only a
     #: read of the groups (GET /ContactGroups/{id}) sees the change.
@@ -77,6 +96,16 @@ class XeroLimits:
     #: Unknown on Xero: whether setting or clearing an invoice's ExpectedPaymentDate moves its
     #: UpdatedDateUTC. Default: it does not, so only a re-read of the open invoices sees it.
     expected_date_moves_invoice: bool = False
+
+    def email_cap(self, org_class: str, is_demo_company: bool) -> int | None:
+        """The day's cap of invoice emails for an organisation on this plan (None: none)."""
+        if self.emails_per_day is not None:
+            return self.emails_per_day
+        if is_demo_company or org_class.upper() == "DEMO":
+            return self.emails_per_day_demo
+        if org_class.upper() == "TRIAL":
+            return self.emails_per_day_trial
+        return self.emails_per_day_paying
 
 
 @dataclass(frozen=True)

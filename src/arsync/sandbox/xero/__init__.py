@@ -35,16 +35,38 @@ Decisions where Xero's documentation is silent, and known deviations:
   breaks a rule gets ErrorNumber 10 ValidationException. A number given as Details is read as
   its text, as Xero's deserialiser does.
 - An emailed invoice goes to the contact's EmailAddress and to every ContactPersons entry with
-  IncludeInEmails; either alone is enough, and with neither the email is refused. The
-  `email_change` event sets the address and/or the persons.
+  IncludeInEmails; either alone is enough, and with neither the email is refused ("The contact
+  does not have a valid email address"). The `email_change` event sets the address and/or the
+  persons.
+- What an API email leaves behind is undocumented, so both are settings and the wording is the
+  sandbox's own choice: XeroLimits.email_history (default True) writes one History record,
+  Changes "Sent", Details "This invoice has been sent to <addresses>." (the addresses comma-
+  separated), User "System Generated"; XeroLimits.email_marks_sent (default True) sets
+  SentToContact, moving UpdatedDateUTC unless the invoice is partly paid (Xero's caveat).
+- Emails a day per organisation (secondary figures, all settings): XeroLimits.
+  emails_per_day_paying 1,000, emails_per_day_trial 20 (Class TRIAL), emails_per_day_demo 0
+  (IsDemoCompany, or Class DEMO); `emails_per_day` puts one cap on every plan. The `organisation`
+  event changes the class. Which day Xero counts is undocumented: the sandbox counts the
+  organisation's own calendar day, in the time zone of its books (or the event's `zone`), which
+  it always knows. Over the cap the email is refused with a 400 ValidationException whose message
+  is the sandbox's wording, since Xero's is undocumented: "The daily limit of emails for this
+  organisation has been reached". A refused email does not count.
+- History Details are at most XeroLimits.history_details_max (250) characters counted in UTF-16
+  code units, as .NET counts a string (the unit is undocumented): an emoji counts 2.
+- Idempotency-Key on PUT and POST: 1 to 128 characters, else a 400. A repeat of a key inside
+  XeroLimits.idempotency_window (6 minutes) answers with the first reply (status, headers and
+  body as they were; the ledger records "replayed") and performs nothing; the same key with
+  another request (method, path or body) is a 400. From the window's end the key is forgotten
+  and the request is performed again; a window of 0 never replays. 5xx answers are not kept.
 - 429s name the limit in X-Rate-Limit-Problem (minute, day, appminute, concurrent); Retry-After
   comes with every one except concurrent, for which Xero gives no wait.
 - A failure inside the sandbox itself answers with Xero's 500 body (the traceback goes to the
   log), so a client sees what it would see from Xero. A client that hangs up before its body is
   read is a dropped request (ledger status None), not a failure: nothing is answered or logged.
 - JSON only: a request without `Accept: application/json` gets 406, where Xero would send XML.
-- Validation messages for email preconditions, the 250-character note limit and idempotency-key
-  reuse follow Xero's shape (ErrorNumber 10, ValidationException) with our own wording.
+- Validation messages for email preconditions, the email cap, the 250-character note limit and
+  idempotency-key reuse follow Xero's shape (ErrorNumber 10, ValidationException) with our own
+  wording.
 - 429 bodies are problem-details without the null "Type" Xero's gateway uses for 401/403.
 - Connections' createdDateUtc carries a "Z" so it is an RFC 3339 date-time as the OpenAPI file
   declares (Xero itself omits the offset).

@@ -45,6 +45,18 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Call"], Awaitable[Response]]
 
+#: what the sandbox writes into History after an API email (XeroLimits.email_history): Xero's
+#: own record is undocumented, so this wording is the sandbox's choice
+EMAIL_CHANGES = "Sent"
+EMAIL_DETAILS = "This invoice has been sent to {to}."
+#: the sandbox's answer to an email over the day's cap (Xero's own wording is undocumented)
+EMAIL_CAP_MESSAGE = "The daily limit of emails for this organisation has been reached"
+
+
+def utf16_units(text: str) -> int:
+    """A string's length as .NET (Xero) counts it: UTF-16 code units, so an emoji is 2."""
+    return len(text.encode("utf-16-le")) // 2
+
 
 # -- routes ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -478,7 +490,7 @@ class AccountingRoutes:
                 return validation_error(["The Details field is required"])
             if "\x00" in text:
                 return validation_error(["The Details field contains invalid characters"])
-            if len(text) > limit:
+            if utf16_units(text) > limit:
                 return validation_error(
                     [f"The Details field must be no longer than {limit} characters"]
                 )
@@ -524,18 +536,23 @@ class AccountingRoutes:
             # neither the contact's EmailAddress nor a contact person with IncludeInEmails
             return validation_error(["The contact does not have a valid email address"], element)
         email = ", ".join(recipients)
-        today = call.now.date()
+        # The cap is counted per organisation and calendar day; which day Xero counts is not
+        # documented: the sandbox takes the organisation's own (its time zone), as a person
+        # there would, rather than UTC's.
+        today = call.org.local_today(call.now)
         sent_today = call.org.emails_by_day.get(today, 0)
-        if sent_today >= self.limits.emails_per_day:
-            return validation_error(
-                ["The daily limit of emails for this organisation has been reached"], element
-            )
+        cap = self.limits.email_cap(call.org.org_class, call.org.is_demo_company)
+        if cap is not None and sent_today >= cap:
+            # Xero's own over-cap answer is undocumented (a 400): the sandbox's wording.
+            return validation_error([EMAIL_CAP_MESSAGE], element)
         call.org.emails_by_day[today] = sent_today + 1
-        inv.sent = True
-        inv.add_history(HistoryEntry(call.now, "Sent", f"This invoice has been sent to {email}."))
-        # Xero's caveat: marking a partly paid invoice as sent does not move UpdatedDateUTC.
-        if not inv.amount_paid > 0:
-            inv.updated = call.now
+        if self.limits.email_marks_sent:
+            inv.sent = True
+            # Xero's caveat: marking a partly paid invoice as sent does not move UpdatedDateUTC.
+            if not inv.amount_paid > 0:
+                inv.updated = call.now
+        if self.limits.email_history:
+            inv.add_history(HistoryEntry(call.now, EMAIL_CHANGES, EMAIL_DETAILS.format(to=email)))
         call.org.touch()
         self.sim.ledger.record(
             "xero",

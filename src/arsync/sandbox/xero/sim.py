@@ -367,7 +367,9 @@ class XeroSim(PlatformSim):
         now = self.clock.now()
         with self.sandbox.lock:
             previous = org.idempotency.get(key)
-            if previous is not None and now - previous.at <= window:
+            # Remembered for less than the window (a window of 0 replays nothing); after it the
+            # key is forgotten and the request is performed again.
+            if previous is not None and now - previous.at < window:
                 if previous.fingerprint != fingerprint:
                     return validation_error(
                         [
@@ -398,7 +400,7 @@ class XeroSim(PlatformSim):
 
     def _forget_old_keys(self, org: Organisation, now: Any, window: timedelta) -> None:
         if len(org.idempotency) > 10_000:
-            for k in [k for k, r in org.idempotency.items() if now - r.at > window]:
+            for k in [k for k, r in org.idempotency.items() if now - r.at >= window]:
                 del org.idempotency[k]
 
 
