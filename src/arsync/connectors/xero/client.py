@@ -152,6 +152,55 @@ class XeroClient:
         rows = _rows(reply.body, "ContactGroups", what)
         return rows[0] if rows else None
 
+    # -- writes: each under the caller's Idempotency-Key ------------------------------------------
+    def _write(self, method: str, path: str, what: str, body: Any, key: str) -> Reply:
+        return self.session.call(
+            method,
+            f"{self._base}{path}",
+            what,
+            headers={"xero-tenant-id": self.tenant_id},
+            json=body,
+            write=True,
+            idempotency_key=key,
+        )
+
+    def email_invoice(self, invoice_id: str, *, key: str) -> None:
+        """POST /Invoices/{id}/Email with `{}`: Xero emails the invoice to its contact (204)."""
+        self._write("POST", f"/Invoices/{_quoted(invoice_id)}/Email", "Xero email", {}, key)
+
+    def add_history(self, invoice_id: str, details: str, *, key: str) -> list[Row]:
+        """PUT /Invoices/{id}/History with one record; the records Xero says it made."""
+        what = "Xero history note"
+        body = {"HistoryRecords": [{"Details": details}]}
+        reply = self._write("PUT", f"/Invoices/{_quoted(invoice_id)}/History", what, body, key)
+        return _rows(reply.body, "HistoryRecords", what)
+
+    def history(self, invoice_id: str) -> list[Row] | None:
+        """GET /Invoices/{id}/History: every record; None when Xero has no such invoice."""
+        what = "Xero invoice history"
+        try:
+            reply = self._get(f"/Invoices/{_quoted(invoice_id)}/History", what, {})
+        except PermanentError as err:
+            if err.status == 404:
+                return None
+            raise
+        return _rows(reply.body, "HistoryRecords", what)
+
+    def set_expected_date(self, invoice_id: str, day: str | None, *, key: str) -> Row | None:
+        """POST /Invoices/{id} with the ExpectedPaymentDate (`YYYY-MM-DD`), or None to clear it
+        (`"ExpectedPaymentDateString": ""`: a null would be read as "not given"); the invoice as
+        Xero then has it, when the reply lists it."""
+        what = "Xero expected payment date"
+        item: Row = {"InvoiceID": invoice_id}
+        if day is None:
+            item["ExpectedPaymentDateString"] = ""
+        else:
+            item["ExpectedPaymentDate"] = day
+        body = {"Invoices": [item]}
+        reply = self._write("POST", f"/Invoices/{_quoted(invoice_id)}", what, body, key)
+        rows = _rows(reply.body, "Invoices", what)
+        return rows[0] if rows else None
+
     def organisation(self) -> Row:
         """The organisation itself (GET /Organisation)."""
         what = "Xero organisation"
@@ -160,6 +209,31 @@ class XeroClient:
         if not rows:
             raise DataError(f"{what}: the reply lists no organisation")
         return rows[0]
+
+
+def validation_messages(body: Any) -> list[str]:
+    """The messages of a Xero 400: every `Elements[].ValidationErrors[].Message`, else the
+    top-level `Message` (or a problem's `Detail`); [] when the body says nothing readable."""
+    if not isinstance(body, dict):
+        return []
+    found: list[str] = []
+    elements = body.get("Elements")
+    for element in elements if isinstance(elements, list) else ():
+        errors = element.get("ValidationErrors") if isinstance(element, dict) else None
+        for error in errors if isinstance(errors, list) else ():
+            message = error.get("Message") if isinstance(error, dict) else None
+            if isinstance(message, str) and message.strip():
+                found.append(message.strip())
+    if not found:
+        for name in ("Message", "Detail"):
+            message = body.get(name)
+            if isinstance(message, str) and message.strip():
+                found.append(message.strip())
+    return found
+
+
+def _quoted(ident: str) -> str:
+    return quote(ident, safe="")
 
 
 def _rows(body: Any, key: str, what: str) -> list[Row]:

@@ -44,6 +44,7 @@ from arsync.connectors.xero.client import (
     XeroClient,
     parse_xero_date,
 )
+from arsync.connectors.xero.writer import XeroWriter
 from arsync.domain import CompanyInfo, Deleted, Item, Kind, Page
 from arsync.errors import DataError
 
@@ -97,8 +98,9 @@ FULL_ORDER = ("Contacts", "Invoices", "Payments", "CreditNotes")
 SWEEP_STEPS = ["open", "recheck", "Payments", "CreditNotes"]
 
 
-class XeroConnector:
-    """One Xero organisation, pulled as pages of records with their cursor."""
+class XeroConnector(XeroWriter):
+    """One Xero organisation, pulled as pages of records with their cursor; written to through
+    the writer side it takes from `XeroWriter` (the dispatcher's `Writer`)."""
 
     platform: ClassVar[str] = "xero"
 
