@@ -386,6 +386,126 @@ def customer(
 
 
 @app.command()
+def run(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Connectors (default: every enabled one).")
+    ] = None,
+    home: HomeOption = Path(),
+    once: Annotated[
+        bool, typer.Option("--once", help="One unit of work per connector, then exit.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; write nothing.")
+    ] = False,
+) -> None:
+    """Sync, plan, enqueue and send what is due, for each connector (the daemon's unit of work).
+
+    Every action goes through the outbox exactly once: a reminder emailed by QuickBooks or Xero,
+    a dated note on the invoice, a call task. With --dry-run nothing is synced or written.
+    """
+    from arsync.writeback.run import render_units, run_once
+
+    if not once:
+        typer.secho(
+            "arsync run needs --once for now: it runs one unit of work per connector and "
+            "exits (schedule it, e.g. every 15 minutes, until the long-running service lands)",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    config = _configured(home)
+    try:
+        reports = run_once(config, names or [], dry_run=dry_run)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    typer.echo(render_units(reports, dry_run=dry_run))
+    raise typer.Exit(max((r.exit_code for r in reports), default=0))
+
+
+@app.command()
+def outbox(
+    names: Annotated[list[str] | None, typer.Argument(help="Connectors (default: all).")] = None,
+    home: HomeOption = Path(),
+    everything: Annotated[
+        bool, typer.Option("--all", help="Include actions done, skipped and dead.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The actions waiting: for their moment, for approval, for a retry or for a person."""
+    import json as json_
+
+    from arsync.writeback.manage import listing, render, to_json
+
+    config = _configured(home)
+    try:
+        from arsync.collecting import Collecting
+
+        with Collecting(config) as collecting:
+            rows = listing(collecting.store, config, names or [], everything=everything)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    typer.echo(json_.dumps(to_json(rows), indent=2) if as_json else render(rows))
+
+
+@app.command()
+def approve(
+    action: Annotated[
+        str | None, typer.Argument(help="The action's id (its first characters will do).")
+    ] = None,
+    names: Annotated[
+        list[str] | None, typer.Option("--connector", "-c", help="With --all: these only.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Approve every action awaiting approval.")
+    ] = False,
+    home: HomeOption = Path(),
+) -> None:
+    """Let an action that waits for approval go out (or all of them, with --all)."""
+    from arsync.writeback.manage import approve as do_approve
+
+    if (action is None) == (not every):
+        typer.secho("name one action, or give --all", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+
+    def work(collecting: Collecting) -> str:
+        done = do_approve(collecting.store, collecting.config, action, names or [])
+        return "\n".join(done) if done else "Nothing awaits approval."
+
+    _collecting(home, work)
+
+
+@app.command()
+def reject(
+    action: Annotated[str, typer.Argument(help="The action's id (its first characters will do).")],
+    reason: ReasonOption = None,
+    home: HomeOption = Path(),
+) -> None:
+    """Stop an action before it happens, saying why (recorded in the paper trail)."""
+    from arsync.writeback.manage import reject as do_reject
+
+    _collecting(home, lambda c: do_reject(c.store, action, reason or ""))
+
+
+@app.command()
+def resolve(
+    action: Annotated[str, typer.Argument(help="The action's id (its first characters will do).")],
+    sent: Annotated[bool, typer.Option("--sent", help="It did happen.")] = False,
+    resend: Annotated[bool, typer.Option("--resend", help="It did not: send it again.")] = False,
+    skip: Annotated[bool, typer.Option("--skip", help="It should not happen.")] = False,
+    reason: ReasonOption = None,
+    home: HomeOption = Path(),
+) -> None:
+    """Settle an action arsync could not: after a lost reply, only a person can tell."""
+    from arsync.writeback.manage import resolve as do_resolve
+
+    chosen = [n for n, on in (("sent", sent), ("resend", resend), ("skip", skip)) if on]
+    if len(chosen) != 1:
+        typer.secho("give exactly one of --sent, --resend, --skip", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+    _collecting(home, lambda c: do_resolve(c.store, action, chosen[0], reason))
+
+
+@app.command()
 def version() -> None:
     """Print arsync's version."""
     typer.echo(__version__)

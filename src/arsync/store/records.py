@@ -641,6 +641,22 @@ class RecordsRepo:
                 found[ext_id] = None if deleted else InvoiceStatus(status)
         return found
 
+    def by_ids(self, connector_id: int, kind: Kind, ids: Iterable[str]) -> dict[str, Record]:
+        """The named records of `kind` (gone from the platform or not), by platform id."""
+        table = BUSINESS[kind.value]
+        wanted = sorted(set(ids))
+        found: dict[str, Record] = {}
+        for start in range(0, len(wanted), CHUNK):
+            rows = self._conn.execute(
+                select(table).where(
+                    table.c.connector_id == connector_id,
+                    table.c.external_id.in_(wanted[start : start + CHUNK]),
+                )
+            )
+            for row in rows:
+                found[row.external_id] = record_of(kind, row)
+        return found
+
     def unapplied(self, connector_id: int) -> dict[tuple[str, str], Decimal]:
         """Per (customer, currency): payments not applied to an invoice and credits not used."""
         totals: dict[tuple[str, str], Decimal] = {}

@@ -34,6 +34,7 @@ from arsync.store.states import (
     HoldKind,
     HoldSource,
     HoldState,
+    OutboxState,
     PlanState,
     RunOutcome,
     check,
@@ -345,6 +346,71 @@ customer_settings = Table(
     Column("key", String(40), primary_key=True),
     Column("value", Text, nullable=False),
     Column("set_by", String(200), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+)
+
+#: the outbox: every action arsync takes in the outside world, keyed by its derived id; nothing
+#: touches a platform except through a row here (writeback/outbox.py, writeback/dispatch.py)
+outbox = Table(
+    "outbox",
+    metadata,
+    _connector_id(primary_key=True),
+    #: the action's id, derived from connector/subject/stage/kind (the platform's idempotency key)
+    Column("id", String(40), primary_key=True),
+    #: the readable form the id is derived from
+    Column("key", String(300), nullable=False),
+    #: ActionKind: email, note, call, letter, handover
+    Column("kind", String(10), nullable=False),
+    #: "invoice:ID" or "plan:ID:SEQ"; for a hand-over asked for by a person, "customer:ID"
+    Column("subject", String(100), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("invoice_id", String(64)),
+    Column("stage", String(40), nullable=False),
+    Column("stage_title", String(100), nullable=False),
+    Column("tone", String(10), nullable=False),
+    #: what was owed when it was planned, and the due date it was planned from
+    Column("amount", Amount, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("due_date", Date),
+    #: the earliest moment it may happen
+    Column("at", UtcDateTime, nullable=False),
+    #: OutboxState
+    Column("state", String(20), nullable=False),
+    #: why it waits for a person's approval
+    Column("approval", Text),
+    Column("decided_by", String(200)),
+    Column("decided_at", UtcDateTime),
+    #: tries so far, and when it may be tried again (retrying, or ready later: quiet hours)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", UtcDateTime),
+    #: the lease of a claim: who holds it and until when
+    Column("lease_owner", String(100)),
+    Column("lease_until", UtcDateTime),
+    #: when the write was first sent to the platform (NULL: never sent, so safe to send)
+    Column("sent_at", UtcDateTime),
+    #: why it was skipped, failed or waits; a short code beside the words
+    Column("reason", Text),
+    Column("reason_code", String(30)),
+    #: the platform's evidence of the effect (ids, addresses, times, the note's text)
+    Column("result", JSON),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("done_at", UtcDateTime),
+    check("state", OutboxState, "state"),
+    CheckConstraint("attempts >= 0", name="attempts"),
+)
+Index("ix_outbox_state", outbox.c.connector_id, outbox.c.state, outbox.c.next_at)
+Index("ix_outbox_subject", outbox.c.connector_id, outbox.c.subject)
+Index("ix_outbox_customer", outbox.c.connector_id, outbox.c.customer_id)
+
+#: a channel (email, letter) a platform or the mail server closed for a while (a day's cap)
+channel_parks = Table(
+    "channel_parks",
+    metadata,
+    _connector_id(primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("until", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
     Column("set_at", UtcDateTime, nullable=False),
 )
 

@@ -23,6 +23,21 @@ class RunOutcome(StrEnum):
     KILLED = "killed"  # found running when the next run began: the process died
 
 
+class OutboxState(StrEnum):
+    """Where an action stands in the outbox (writeback/outbox.py draws the machine)."""
+
+    PLANNED = "planned"  # enqueued before its moment: becomes ready when it comes
+    AWAITING_APPROVAL = "awaiting_approval"  # a person approves (ready) or rejects (skipped)
+    READY = "ready"  # may be claimed now (or from `next_at`)
+    CLAIMED = "claimed"  # one worker holds it under a lease (owner, expiry)
+    DONE = "done"  # its effect is in the platform (or arsync's own list), with the evidence
+    SKIPPED = "skipped"  # not done, on purpose, with the reason (paid, rejected, superseded...)
+    RETRYING = "retrying"  # failed for a passing reason; tried again from `next_at`
+    UNKNOWN = "unknown"  # a write whose reply was lost: settled by reading the platform back
+    NEEDS_PERSON = "needs_person"  # read-back cannot tell: a person says whether it happened
+    DEAD = "dead"  # refused for good, or out of attempts: shown, never retried by itself
+
+
 class Entity(StrEnum):
     """What an event in the paper trail is about."""
 
@@ -45,6 +60,7 @@ __all__ = [
     "HoldKind",
     "HoldSource",
     "HoldState",
+    "OutboxState",
     "PlanState",
     "RunOutcome",
     "check",

@@ -1,7 +1,8 @@
 """The unit of work: `with store.transaction() as tx:` commits several repositories together.
 
 `Store` owns the engine and the clock; a `Tx` is one transaction with a repository per
-aggregate (records, connectors, tokens, runs, events, usage, holds, plans, settings).
+aggregate (records, connectors, tokens, runs, events, usage, holds, plans, settings,
+outbox).
 Everything a transaction writes commits together or not at all. `store.reading()` is a
 transaction that only reads: on SQLite it does not take the write lock, so readers never hold
 up a writer.
@@ -24,6 +25,7 @@ from arsync.store.engine import READ_ONLY
 from arsync.store.events import EventsRepo
 from arsync.store.holds import HoldsRepo, PlansRepo
 from arsync.store.locks import file_lock, lock_dir
+from arsync.store.outbox import OutboxRepo
 from arsync.store.records import RecordsRepo
 from arsync.store.runs import RunsRepo
 from arsync.store.settings import SettingsRepo
@@ -74,6 +76,10 @@ class Tx:
     @cached_property
     def settings(self) -> SettingsRepo:
         return SettingsRepo(self)
+
+    @cached_property
+    def outbox(self) -> OutboxRepo:
+        return OutboxRepo(self)
 
 
 class Store:

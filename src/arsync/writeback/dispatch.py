@@ -1,0 +1,796 @@
+"""Dispatch: claim, read fresh, write once with the action's id as the key, record; settle doubt.
+
+One `Dispatcher` works one connector's outbox. Each pass:
+
+1. settles what an earlier run left uncertain: a claim whose lease lapsed goes back to ready if
+   nothing was sent (`sent_at` is written, and committed, just before a write leaves), else it
+   is unknown; an unknown action is read back from the platform (a note by the marker its text
+   carries, an email by the platform's own record of it) and is done when its effect is found,
+   retried under the same key when the platform's record proves it absent, retried under the
+   same key while the platform still remembers that key, and otherwise waits for a person. It
+   is never resent blindly.
+2. keeps the guardrails: nothing is sent while the last good sync is older than the policy
+   allows; a contact waits for the customer's quiet hours and business days (checked again now,
+   not only at planning); a channel whose daily cap is spent is parked until the next day.
+3. claims ready actions under a lease, reads their invoices fresh from the platform in batches,
+   skips what no longer calls for them (paid, voided, credited, held, due date moved, below the
+   minimum, a payment in flight) and writes the rest: reminders one by one, notes in batches.
+   A note waits for the other actions of its stage, so that it can say what they did.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from arsync.connectors.base import FreshInvoice, NoteWrite, Trail, Writer
+from arsync.domain import Customer, Kind, Money
+from arsync.errors import (
+    AuthError,
+    EmailCapReached,
+    NoEmailAddress,
+    OutcomeUnknown,
+    Parked,
+    PermanentError,
+    TransientError,
+)
+from arsync.escalation.calendar import Calendar
+from arsync.escalation.planner import action_id
+from arsync.escalation.policy import Policy, Stage
+from arsync.escalation.reading import TIMEZONE_SETTING, FirmZone, person
+from arsync.store import ConnectorRow, Store
+from arsync.store.outbox import FINAL, OutboxRow
+from arsync.store.states import OutboxState
+from arsync.writeback.decide import Go, Skip, verdict
+
+log = structlog.get_logger("arsync.dispatch")
+S = OutboxState
+
+#: the kinds whose effect reaches the customer: they keep quiet hours and business days
+CONTACT_KINDS = frozenset({"email", "letter", "call"})
+#: the kinds a stage's note reports on (a hand-over writes its own notes)
+REPORTED_KINDS = ("email", "letter", "call")
+#: waits before the next try of a passing failure, by attempt (then it is dead)
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+    timedelta(hours=12),
+)
+MAX_ATTEMPTS = len(BACKOFF) + 1
+#: the platform's clock and ours may differ: its record of an email counts from this much before
+#: our own record of sending it
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
+def marker(action: str) -> str:
+    """The short reference every note carries, so read-back finds exactly this action's note."""
+    return action[:10]
+
+
+def worker_name() -> str:
+    """Who holds a lease: host, process and a random tail (a restarted process is another)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Outcome:
+    """One action's result in this pass, for the run's report."""
+
+    action: str
+    kind: str
+    subject: str
+    state: OutboxState
+    words: str
+
+
+@dataclass
+class Dispatched:
+    connector: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: why nothing more was sent (stale sync, lost credentials...), said once
+    stopped: str | None = None
+    released: int = 0
+
+    def count(self, state: OutboxState) -> int:
+        return sum(1 for o in self.outcomes if o.state is state)
+
+
+@dataclass(frozen=True)
+class NoteFacts:
+    """What a stage's note says; the words come from the templates (notes.py)."""
+
+    day: date
+    stage_title: str
+    tone: str
+    happened: tuple[str, ...]
+    balance: Money
+    planned: Money | None
+    next_step: str | None
+    invoice_number: str
+    customer_name: str
+
+
+NoteRenderer = Callable[[NoteFacts, str], str]
+
+
+def plain_note(facts: NoteFacts, ref: str) -> str:
+    """The note's words when no templates are given: one dated line."""
+    parts = [
+        f"{facts.day.day} {facts.day:%b %Y}",
+        f"{facts.stage_title}: " + "; ".join(facts.happened),
+    ]
+    balance = f"balance {facts.balance}"
+    if facts.planned is not None:
+        balance += f" (was {facts.planned} when planned)"
+    parts.append(balance)
+    if facts.next_step:
+        parts.append(f"next: {facts.next_step}")
+    parts.append(f"ref {ref}")
+    return " · ".join(parts)
+
+
+class Dispatcher:
+    """One connector's outbox, worked through its platform's `Writer`."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        row: ConnectorRow,
+        writer: Writer,
+        policy: Policy,
+        firm: FirmZone,
+        owner: str | None = None,
+        lease: timedelta = timedelta(minutes=15),
+        idempotency_window: timedelta = timedelta(0),
+        batch: int = 30,
+        render_note: NoteRenderer = plain_note,
+        limit: int | None = None,
+    ) -> None:
+        self.store = store
+        self.row = row
+        self.writer = writer
+        self.policy = policy
+        self.firm = firm
+        self.owner = owner or worker_name()
+        self.lease = lease
+        #: how long the platform is taken to remember a write's key (Xero's email): within
+        #: it a lost email reply is retried under the same key; past it, a person decides
+        self.idempotency_window = idempotency_window
+        self.batch = batch
+        self.render_note = render_note
+        self.limit = limit
+        self.calendar = Calendar.of(policy.calendar, row.country, row.region)
+        self._zones: dict[str, ZoneInfo] = {}
+        self._customers: dict[str, Customer] = {}
+
+    # -- the pass ----------------------------------------------------------------------------------
+    def run(self) -> Dispatched:
+        report = Dispatched(self.row.name)
+        self._recover(report)
+        self._settle_unknown(report)
+        stale = self._stale()
+        if stale:
+            report.stopped = stale
+            return report
+        try:
+            handled = 0
+            for kinds, exclude in ((("email", "letter", "call", "handover"), ()), (("note",), ())):
+                while self.limit is None or handled < self.limit:
+                    size = (
+                        self.batch if self.limit is None else min(self.batch, self.limit - handled)
+                    )
+                    with self.store.transaction() as tx:
+                        claimed = tx.outbox.claim(
+                            self.row.id,
+                            owner=self.owner,
+                            lease=self.lease,
+                            limit=size,
+                            kinds=kinds,
+                            exclude_kinds=exclude,
+                        )
+                    if not claimed:
+                        break
+                    handled += len(claimed)
+                    progressed = self._work(claimed, report)
+                    if not progressed:
+                        break
+        except AuthError as err:
+            report.stopped = f"the platform refused arsync's credentials: {err}"
+            self._release_mine(report, "the platform refused arsync's credentials")
+            raise
+        except Parked as err:
+            report.stopped = f"the platform asked to wait: {err}"
+            self._release_mine(report, "the platform asked to wait")
+        return report
+
+    # -- settling what an earlier run left ---------------------------------------------------------
+    def _recover(self, report: Dispatched) -> None:
+        with self.store.transaction() as tx:
+            tx.outbox.promote(self.row.id)
+            for row in tx.outbox.lapsed(self.row.id):
+                if row.sent_at is None:
+                    tx.outbox.move(
+                        row,
+                        S.READY,
+                        event="action_released",
+                        attempts=max(row.attempts - 1, 0),
+                        reason=f"the claim of {row.lease_owner} lapsed before anything was sent",
+                    )
+                    report.released += 1
+                else:
+                    tx.outbox.move(
+                        row,
+                        S.UNKNOWN,
+                        reason=(
+                            f"the claim of {row.lease_owner} lapsed after it was sent at "
+                            f"{row.sent_at:%Y-%m-%d %H:%M} UTC: reading the platform back"
+                        ),
+                        reason_code="lapsed",
+                    )
+
+    def _settle_unknown(self, report: Dispatched) -> None:
+        with self.store.reading() as tx:
+            unknown = tx.outbox.of(self.row.id, states=(S.UNKNOWN,))
+        platform = [r for r in unknown if r.kind in ("email", "note") and r.invoice_id]
+        for row in unknown:
+            if row not in platform:
+                with self.store.transaction() as tx:
+                    self._finish(
+                        tx,
+                        row,
+                        S.NEEDS_PERSON,
+                        report,
+                        f"the {row.kind} may or may not have gone out and nothing can be read "
+                        "back to tell: check, then `arsync resolve " + row.id[:8] + "`",
+                        "cannot_tell",
+                    )
+        if not platform:
+            return
+        trails = self.writer.read_back(sorted({r.invoice_id for r in platform if r.invoice_id}))
+        now = self.store.clock.now()
+        for row in platform:
+            assert row.invoice_id is not None
+            trail = trails.get(row.invoice_id)
+            with self.store.transaction() as tx:
+                self._settle_one(tx, row, trail, now, report)
+
+    def _settle_one(
+        self, tx: Any, row: OutboxRow, trail: Trail | None, now: datetime, report: Dispatched
+    ) -> None:
+        if trail is None:
+            self._finish(
+                tx, row, S.SKIPPED, report, "the invoice is gone from the ledger", "deleted"
+            )
+            return
+        if row.kind == "note":
+            ref = f"ref {marker(row.id)}"
+            found = next((n for n in trail.notes if ref in n.text), None)
+            if found is not None:
+                self._finish(
+                    tx,
+                    row,
+                    S.DONE,
+                    report,
+                    "read back: the note is in the ledger",
+                    result={"note": found.text, "ref": found.ref, "read_back": True},
+                )
+            else:
+                self._retry(tx, row, report, "read back: the note is not in the ledger", now)
+            return
+        sent = row.sent_at or row.updated_at
+        emailed = [e for e in trail.emails if e.at >= sent - CLOCK_MARGIN]
+        if emailed:
+            e = emailed[-1]
+            self._finish(
+                tx,
+                row,
+                S.DONE,
+                report,
+                f"read back: the platform emailed it at {e.at:%Y-%m-%d %H:%M} UTC",
+                result={
+                    "to": e.to,
+                    "at": e.at.isoformat(),
+                    "evidence": e.evidence,
+                    "read_back": True,
+                },
+            )
+        elif trail.emails_recorded:
+            self._retry(tx, row, report, "read back: the platform has not emailed it", now)
+        elif now - sent < self.idempotency_window:
+            self._retry(
+                tx,
+                row,
+                report,
+                "the reply was lost; tried again under the same key while the platform "
+                "remembers it, so it cannot go twice",
+                now,
+            )
+        else:
+            self._finish(
+                tx,
+                row,
+                S.NEEDS_PERSON,
+                report,
+                "the reply was lost and the platform's record cannot tell whether the email "
+                f"went: look at the invoice's history in the ledger, then `arsync resolve "
+                f"{row.id[:8]} --sent` or `--resend`",
+                "cannot_tell",
+            )
+
+    # -- guardrails --------------------------------------------------------------------------------
+    def _stale(self) -> str | None:
+        now = self.store.clock.now()
+        with self.store.reading() as tx:
+            last = tx.connectors.get(self.row.id).last_sync_ok_at
+        limit = self.policy.rules.stale_sync
+        if last is None:
+            return "nothing is sent before a first good sync"
+        if now - last > limit:
+            return (
+                f"nothing is sent while the last good sync ({last:%Y-%m-%d %H:%M} UTC) is older "
+                f"than the policy's {limit}"
+            )
+        return None
+
+    def _zone(self, customer_id: str) -> ZoneInfo:
+        zone = self._zones.get(customer_id)
+        if zone is None:
+            with self.store.reading() as tx:
+                customer = tx.records.by_ids(self.row.id, Kind.CUSTOMER, [customer_id]).get(
+                    customer_id
+                )
+                override = next(
+                    (
+                        s.value
+                        for s in tx.settings.of(self.row.id)
+                        if s.customer_id == customer_id and s.key == TIMEZONE_SETTING
+                    ),
+                    None,
+                )
+            if isinstance(customer, Customer):
+                self._customers[customer_id] = customer
+                zone = person(customer, self.firm, override).zone
+            else:
+                zone = self.firm.zone
+            self._zones[customer_id] = zone
+        return zone
+
+    # -- one claimed batch -------------------------------------------------------------------------
+    def _work(self, claimed: list[OutboxRow], report: Dispatched) -> bool:
+        """Work one claimed batch; False when none of it could move (all released)."""
+        now = self.store.clock.now()
+        with self.store.reading() as tx:
+            parks = tx.outbox.parked(self.row.id)
+        ready: list[OutboxRow] = []
+        with self.store.transaction() as tx:
+            for row in claimed:
+                if row.kind in parks:
+                    until, why = parks[row.kind]
+                    self._release(tx, row, until, f"the {row.kind} channel is parked: {why}")
+                    report.released += 1
+                    continue
+                if row.kind in CONTACT_KINDS:
+                    zone = self._zone(row.customer_id)
+                    why_not = self.calendar.why_not(now, zone)
+                    if why_not is not None:
+                        later = self.calendar.earliest(now, zone)
+                        self._release(tx, row, later, f"not now ({why_not} in {zone.key})")
+                        report.released += 1
+                        continue
+                if row.kind == "note":
+                    waiting = self._siblings_pending(tx, row)
+                    if waiting:
+                        self._release(
+                            tx, row, None, f"waits for the stage's {', '.join(waiting)} first"
+                        )
+                        report.released += 1
+                        continue
+                ready.append(row)
+        if not ready:
+            return False
+        fresh = self._fresh(ready)
+        with self.store.reading() as tx:
+            holds = tx.holds.active(self.row.id)
+            unapplied = tx.records.unapplied(self.row.id)
+        notes: list[tuple[OutboxRow, str, Go]] = []
+        for row in ready:
+            go = self._decide(row, fresh, holds, unapplied, report)
+            if go is None:
+                continue
+            if row.kind == "email":
+                self._email(row, go, report)
+            elif row.kind == "call":
+                with self.store.transaction() as tx:
+                    self._finish(
+                        tx,
+                        row,
+                        S.DONE,
+                        report,
+                        "on today's call list (`arsync calls`)",
+                        result={"task": "call", "balance": str(go.balance)},
+                    )
+            elif row.kind == "note":
+                notes.append((row, self._note_text(row, go), go))
+            else:
+                with self.store.transaction() as tx:
+                    self._finish(
+                        tx,
+                        row,
+                        S.NEEDS_PERSON,
+                        report,
+                        f"arsync cannot do a {row.kind} by itself yet: do it by hand, then "
+                        f"`arsync resolve {row.id[:8]} --sent`",
+                        "not_automatic",
+                    )
+        if notes:
+            self._notes(notes, report)
+        return True
+
+    def _fresh(self, rows: Sequence[OutboxRow]) -> dict[str, FreshInvoice]:
+        ids = sorted({r.invoice_id for r in rows if r.invoice_id})
+        return self.writer.fresh(ids) if ids else {}
+
+    def _decide(
+        self,
+        row: OutboxRow,
+        fresh: dict[str, FreshInvoice],
+        holds: Sequence[Any],
+        unapplied: Any,
+        report: Dispatched,
+    ) -> Go | None:
+        stage = self._stage(row.stage)
+        if row.kind == "note":
+            # A note reports on its stage: it goes when something of the stage happened, and
+            # is skipped with the stage's own reason when nothing did.
+            with self.store.reading() as tx:
+                siblings = [
+                    s
+                    for s in tx.outbox.of(self.row.id, subject=row.subject)
+                    if s.stage == row.stage and s.kind in REPORTED_KINDS
+                ]
+            if siblings and not any(s.state is S.DONE for s in siblings):
+                first = siblings[0]
+                with self.store.transaction() as tx:
+                    self._finish(
+                        tx,
+                        row,
+                        S.SKIPPED,
+                        report,
+                        f"nothing of the stage happened: {first.reason or first.state.value}",
+                        first.reason_code or "nothing_happened",
+                    )
+                return None
+        found = verdict(
+            fresh=fresh.get(row.invoice_id or ""),
+            planned_amount=Money(row.amount, row.currency),
+            planned_due=row.due_date,
+            plan_subject=row.subject.startswith("plan:"),
+            holds=holds,
+            unapplied=unapplied,
+            policy=self.policy,
+            stage=stage,
+        )
+        if isinstance(found, Skip):
+            if row.kind == "note" and found.code not in ("deleted", "voided"):
+                # the stage's reminder already went: the note still says so
+                return Go(Money(fresh[row.invoice_id or ""].invoice.balance, row.currency))
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.SKIPPED, report, found.reason, found.code)
+            return None
+        return found
+
+    def _stage(self, name: str) -> Stage | None:
+        try:
+            return self.policy.stage(name)
+        except KeyError:
+            return None
+
+    # -- the writes --------------------------------------------------------------------------------
+    def _email(self, row: OutboxRow, go: Go, report: Dispatched) -> None:
+        assert row.invoice_id is not None
+        with self.store.transaction() as tx:
+            if not tx.outbox.move(
+                row,
+                S.CLAIMED,
+                event="action_sending",
+                sent_at=tx.now,
+                lease_owner=self.owner,
+                lease_until=tx.now + self.lease,
+            ):
+                return
+        try:
+            evidence = self.writer.email(row.invoice_id, key=row.id)
+        except NoEmailAddress as err:
+            with self.store.transaction() as tx:
+                self._finish(
+                    tx,
+                    row,
+                    S.SKIPPED,
+                    report,
+                    "no email address to send to: a call task instead",
+                    "no_address",
+                    detail={"platform": str(err)[:200]},
+                )
+                self._call_instead(tx, row)
+            return
+        except EmailCapReached as err:
+            until = self._tomorrow()
+            with self.store.transaction() as tx:
+                tx.outbox.park(
+                    self.row.id, "email", until, f"the platform's daily email cap: {err}"
+                )
+                # refused, so surely not sent: it waits for the next day, not for a person
+                self._release(tx, row, until, "the platform's daily email cap is reached")
+            report.released += 1
+            return
+        except OutcomeUnknown as err:
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.UNKNOWN, report, str(err), "reply_lost")
+            return
+        except (AuthError, Parked):
+            with self.store.transaction() as tx:
+                tx.outbox.move(
+                    row,
+                    S.READY,
+                    event="action_released",
+                    sent_at=None,
+                    attempts=max(row.attempts - 1, 0),
+                )
+            raise
+        except TransientError as err:
+            with self.store.transaction() as tx:
+                self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+            return
+        except PermanentError as err:
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.DEAD, report, f"refused: {err}", "refused")
+            return
+        result: dict[str, Any] = {"balance": str(go.balance)}
+        if evidence is not None:
+            result.update(to=evidence.to, at=evidence.at.isoformat(), evidence=evidence.evidence)
+        customer = self._customers.get(row.customer_id)
+        if "to" not in result and customer is not None:
+            result["to"] = customer.email
+        with self.store.transaction() as tx:
+            words = f"emailed{' to ' + result['to'] if result.get('to') else ''}"
+            self._finish(tx, row, S.DONE, report, words, result=result)
+
+    def _notes(self, notes: list[tuple[OutboxRow, str, Go]], report: Dispatched) -> None:
+        with self.store.transaction() as tx:
+            live = [
+                (row, text, go)
+                for row, text, go in notes
+                if tx.outbox.move(
+                    row,
+                    S.CLAIMED,
+                    event="action_sending",
+                    sent_at=tx.now,
+                    lease_owner=self.owner,
+                    lease_until=tx.now + self.lease,
+                )
+            ]
+        writes = [NoteWrite(r.invoice_id or "", text, r.id) for r, text, _ in live]
+        try:
+            outcomes = self.writer.notes(writes)
+        except OutcomeUnknown as err:
+            with self.store.transaction() as tx:
+                for row, _, _ in live:
+                    self._finish(tx, row, S.UNKNOWN, report, str(err), "reply_lost")
+            return
+        except (AuthError, Parked):
+            with self.store.transaction() as tx:
+                for row, _, _ in live:
+                    tx.outbox.move(
+                        row,
+                        S.READY,
+                        event="action_released",
+                        sent_at=None,
+                        attempts=max(row.attempts - 1, 0),
+                    )
+            raise
+        except TransientError as err:
+            with self.store.transaction() as tx:
+                for row, _, _ in live:
+                    self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+            return
+        by_key = {o.key: o for o in outcomes}
+        with self.store.transaction() as tx:
+            for row, text, _ in live:
+                outcome = by_key.get(row.id)
+                if outcome is not None and outcome.written:
+                    self._finish(
+                        tx,
+                        row,
+                        S.DONE,
+                        report,
+                        "note written",
+                        result={"note": text, "ref": outcome.ref},
+                    )
+                elif outcome is not None and isinstance(outcome.error, TransientError):
+                    self._retry(tx, row, report, str(outcome.error), tx.now)
+                else:
+                    why = str(outcome.error) if outcome and outcome.error else "no answer for it"
+                    self._finish(tx, row, S.DEAD, report, f"refused: {why}", "refused")
+
+    def _call_instead(self, tx: Any, row: OutboxRow) -> None:
+        """A reminder that cannot be emailed becomes a call task of the same stage."""
+        key = row.key.rsplit("/", 1)[0] + "/call"
+        tx.outbox.add(
+            self.row.id,
+            id=action_id(key),
+            key=key,
+            kind="call",
+            subject=row.subject,
+            customer_id=row.customer_id,
+            invoice_id=row.invoice_id,
+            stage=row.stage,
+            stage_title=row.stage_title,
+            tone=row.tone,
+            amount=row.amount,
+            currency=row.currency,
+            due_date=row.due_date,
+            at=tx.now,
+            state=S.READY,
+            detail={"instead_of": row.id, "why": "no email address"},
+        )
+
+    # -- the note's words --------------------------------------------------------------------------
+    def _note_text(self, row: OutboxRow, go: Go) -> str:
+        with self.store.reading() as tx:
+            siblings = [
+                s
+                for s in tx.outbox.of(self.row.id, subject=row.subject)
+                if s.stage == row.stage and s.kind in REPORTED_KINDS
+            ]
+            invoice = tx.records.by_ids(self.row.id, Kind.INVOICE, [row.invoice_id or ""]).get(
+                row.invoice_id or ""
+            )
+        happened: list[str] = []
+        for s in siblings:
+            result = s.result if isinstance(s.result, dict) else {}
+            if s.kind == "email" and s.state is S.DONE:
+                to = result.get("to")
+                happened.append(f"reminder emailed{' to ' + str(to) if to else ''}")
+            elif s.kind == "email" and s.reason_code == "no_address":
+                happened.append("not emailed (no email address on file)")
+            elif s.kind == "call" and s.state is S.DONE:
+                happened.append("call task opened")
+            elif s.kind == "letter" and s.state is S.DONE:
+                happened.append(
+                    f"letter sent{' to ' + str(result['to']) if result.get('to') else ''}"
+                )
+        if not happened:
+            happened.append("noted")
+        number = getattr(invoice, "number", None) or row.invoice_id or ""
+        customer = self._customers.get(row.customer_id)
+        facts = NoteFacts(
+            day=self.store.clock.now().astimezone(self.firm.zone).date(),
+            stage_title=row.stage_title,
+            tone=row.tone,
+            happened=tuple(happened),
+            balance=go.balance,
+            planned=go.planned,
+            next_step=self._next_step(row),
+            invoice_number=str(number),
+            customer_name=customer.name if customer else row.customer_id,
+        )
+        return self.render_note(facts, marker(row.id))
+
+    def _next_step(self, row: OutboxRow) -> str | None:
+        stages = list(self.policy.stages)
+        names = [s.name for s in stages]
+        if row.stage not in names or row.due_date is None:
+            return None
+        later = stages[names.index(row.stage) + 1 :]
+        if not later:
+            return None
+        nxt = later[0]
+        day = row.due_date + timedelta(days=nxt.offset)
+        return f"{nxt.label} on {day.day} {day:%b}"
+
+    # -- moving rows -------------------------------------------------------------------------------
+    def _finish(
+        self,
+        tx: Any,
+        row: OutboxRow,
+        to: OutboxState,
+        report: Dispatched,
+        words: str,
+        code: str | None = None,
+        *,
+        result: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> None:
+        fields: dict[str, Any] = {"reason": words, "reason_code": code, **more}
+        if result is not None:
+            fields["result"] = result
+        current = tx.outbox.get(self.row.id, row.id) or row
+        expect = (current.state,) if current.state not in FINAL else ()
+        if tx.outbox.move(current, to, expect=expect, detail=detail, **fields):
+            report.outcomes.append(Outcome(row.id, row.kind, row.subject, to, words))
+            log.info(
+                "action",
+                connector=self.row.name,
+                action=row.id,
+                kind=row.kind,
+                subject=row.subject,
+                state=to.value,
+                why=words,
+            )
+
+    def _retry(
+        self,
+        tx: Any,
+        row: OutboxRow,
+        report: Dispatched,
+        why: str,
+        now: datetime,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        current = tx.outbox.get(self.row.id, row.id) or row
+        if current.attempts >= MAX_ATTEMPTS:
+            self._finish(
+                tx,
+                current,
+                S.DEAD,
+                report,
+                f"gave up after {current.attempts} tries: {why}",
+                "attempts",
+            )
+            return
+        wait = BACKOFF[min(max(current.attempts - 1, 0), len(BACKOFF) - 1)]
+        if retry_after is not None:
+            wait = max(wait, timedelta(seconds=retry_after))
+        self._finish(tx, current, S.RETRYING, report, why, "retry", next_at=now + wait)
+
+    def _release(self, tx: Any, row: OutboxRow, until: datetime | None, why: str) -> None:
+        # nothing left: the claim is handed back as if it had not been made
+        tx.outbox.move(
+            row,
+            S.READY,
+            event="action_released",
+            next_at=until,
+            attempts=max(row.attempts - 1, 0),
+            reason=why,
+            sent_at=None,
+        )
+
+    def _release_mine(self, report: Dispatched, why: str) -> None:
+        with self.store.transaction() as tx:
+            for row in tx.outbox.release_owner(self.row.id, self.owner):
+                if row.sent_at is None:
+                    self._release(tx, row, None, why)
+                    report.released += 1
+
+    def _siblings_pending(self, tx: Any, row: OutboxRow) -> list[str]:
+        return sorted(
+            {
+                s.kind
+                for s in tx.outbox.of(self.row.id, subject=row.subject)
+                if s.stage == row.stage and s.kind in REPORTED_KINDS and s.state not in FINAL
+            }
+        )
+
+    def _tomorrow(self) -> datetime:
+        now = self.store.clock.now().astimezone(self.firm.zone)
+        start = datetime.combine(
+            now.date() + timedelta(days=1), datetime.min.time(), self.firm.zone
+        )
+        return start.astimezone(now.tzinfo)
+
+
+__all__ = ["Dispatched", "Dispatcher", "NoteFacts", "Outcome", "marker", "plain_note"]

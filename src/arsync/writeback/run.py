@@ -1,0 +1,189 @@
+"""One unit of work per connector: sync, plan, enqueue, dispatch (`arsync run --once`).
+
+This is what the daemon schedules. Each connector's unit is kept apart from the others': one
+connector's dead grant, outage or bad data is reported and the next one goes on. `dry_run`
+reads everything (the sync too is skipped) and shows what would be sent, writing nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+
+from arsync.clock import Clock
+from arsync.config import Config, ConnectorConfig
+from arsync.connectors.base import Writer
+from arsync.errors import ArsyncError, ConfigError, Unexpected
+from arsync.escalation.planner import Plan, plan
+from arsync.escalation.reading import snapshot
+from arsync.escalation.record import settle
+from arsync.runtime import Runtime
+from arsync.store.outbox import OutboxRow
+from arsync.store.states import OutboxState
+from arsync.writeback.dispatch import Dispatched, Dispatcher
+from arsync.writeback.outbox import Enqueued, enqueue
+
+log = structlog.get_logger("arsync.run")
+S = OutboxState
+
+
+@dataclass
+class UnitReport:
+    """What one connector's unit of work did."""
+
+    name: str
+    synced: str = ""
+    enqueued: Enqueued | None = None
+    dispatched: Dispatched | None = None
+    #: dry run: what would be sent now
+    would: list[str] = field(default_factory=list)
+    error: ArsyncError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code if self.error is not None else 0
+
+
+def run_once(
+    config: Config,
+    names: Sequence[str],
+    *,
+    dry_run: bool = False,
+    clock: Clock | None = None,
+    sync: bool = True,
+) -> list[UnitReport]:
+    """Sync, plan, enqueue and dispatch each chosen connector once."""
+    from arsync.commands import _chosen
+    from arsync.commands import sync as sync_cmd
+
+    chosen = _chosen(config, names)
+    reports = {c.name: UnitReport(c.name) for c in chosen}
+    if sync and not dry_run:
+        for synced in sync_cmd(
+            config, [c.name for c in chosen], full=False, sweep=False, progress=None, clock=clock
+        ):
+            reports[synced.name].synced = f"{synced.outcome}: {synced.message}"
+    runtime = Runtime.open(config, clock)
+    try:
+        for connector in chosen:
+            report = reports[connector.name]
+            try:
+                unit(runtime, connector, report, dry_run=dry_run)
+            except ArsyncError as err:
+                report.error = err
+                log.warning("unit failed", connector=connector.name, error=str(err))
+            except Exception as err:  # one connector's bug never stops the others
+                log.exception("unit failed unexpectedly", connector=connector.name)
+                report.error = Unexpected.wrap(err)
+    finally:
+        runtime.close()
+    return [reports[c.name] for c in chosen]
+
+
+def unit(
+    runtime: Runtime, connector: ConnectorConfig, report: UnitReport, *, dry_run: bool
+) -> None:
+    from arsync.collecting import _row, firm_of
+
+    policy = runtime.config.policy_of(connector)
+    store = runtime.store
+    with store.reading() as tx:
+        row = _row(tx, connector)
+    firm = firm_of(connector, row)
+    if dry_run:
+        with store.reading() as tx:
+            now = tx.now
+            snap = snapshot(tx, row, policy, firm, now)
+            ready = tx.outbox.of(row.id, states=(S.READY, S.RETRYING, S.PLANNED))
+        result = plan(snap, policy, now)
+        report.would = would_send(result, ready)
+        return
+    with store.transaction() as tx:
+        settle(tx, row, policy, firm, tx.now)
+    with store.reading() as tx:
+        now = tx.now
+        row = _row(tx, connector)
+        snap = snapshot(tx, row, policy, firm, now)
+    result = plan(snap, policy, now)
+    with store.transaction() as tx:
+        report.enqueued = enqueue(tx, row, result, policy)
+    coordinator = runtime.coordinator(connector.name)
+    writer = coordinator.connector
+    if not isinstance(writer, Writer):
+        raise ConfigError(f"{connector.name}: its platform cannot write back")
+    coordinator.before_work()
+    window = coordinator.session.retry.idempotency_window.get(row.platform, timedelta(0))
+    report.dispatched = Dispatcher(
+        store=store,
+        row=row,
+        writer=writer,
+        policy=policy,
+        firm=firm,
+        idempotency_window=window,
+        limit=None,
+    ).run()
+
+
+def would_send(result: Plan, queued: Sequence[OutboxRow]) -> list[str]:
+    """Dry run: the actions a run now would take, in words."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for row in queued:
+        seen.add(row.id)
+        lines.append(
+            f"{row.kind:<8} {row.subject:<24} {row.stage_title} (queued, {row.state.value})"
+        )
+    for action in result.actions():
+        if action.id in seen:
+            continue
+        waits = f" (waits for approval: {action.approval})" if action.approval else ""
+        lines.append(
+            f"{action.kind.value:<8} {action.subject:<24} {action.stage_title}, "
+            f"{action.amount}{waits}"
+        )
+    return lines
+
+
+def render_units(reports: Sequence[UnitReport], *, dry_run: bool) -> str:
+    """What each connector's unit did, in a few lines."""
+    out: list[str] = []
+    for r in reports:
+        if r.error is not None:
+            out.append(f"{r.name}: failed: {r.error}")
+            continue
+        if dry_run:
+            out.append(f"{r.name}: would send {len(r.would)}" + (":" if r.would else ""))
+            out.extend(f"  {line}" for line in r.would)
+            continue
+        head = [f"{r.name}:"]
+        if r.synced:
+            head.append(f"sync {r.synced};")
+        if r.enqueued is not None:
+            e = r.enqueued
+            head.append(f"{e.added} new action(s)")
+            if e.awaiting_approval:
+                head.append(f"({e.awaiting_approval} awaiting approval)")
+            if e.superseded:
+                head.append(f"{e.superseded} superseded;")
+        d = r.dispatched
+        if d is not None:
+            counts = {
+                s: d.count(s)
+                for s in (S.DONE, S.SKIPPED, S.RETRYING, S.UNKNOWN, S.NEEDS_PERSON, S.DEAD)
+            }
+            said = ", ".join(f"{n} {s.value.replace('_', ' ')}" for s, n in counts.items() if n)
+            head.append(f"dispatched: {said or 'nothing due'}")
+            if d.released:
+                head.append(f"({d.released} wait for later)")
+            if d.stopped:
+                head.append(f"; stopped: {d.stopped}")
+        out.append(" ".join(head))
+        if d is not None:
+            for o in d.outcomes:
+                out.append(
+                    f"  {o.action[:8]}  {o.state.value:<12} {o.kind:<6} {o.subject}: {o.words}"
+                )
+    return "\n".join(out)
