@@ -17,6 +17,8 @@ MINOR_VERSION = "75"
 MAX_RESULTS = 1000
 #: ids per `Id IN (...)` query: keeps the query text short and the page well under MAX_RESULTS
 IDS_PER_QUERY = 100
+#: the most items QBO takes in one `POST /batch`
+MAX_BATCH_ITEMS = 30
 
 Row = dict[str, Any]
 
@@ -44,7 +46,11 @@ class QuickBooksClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
+        json: Any = None,
+        request_id: str | None = None,
     ) -> tuple[dict[str, Any], str | None]:
+        """One call; `request_id` makes it a write under QBO's `requestid` (every write here
+        carries one, so a lost reply can be resent while Intuit remembers it)."""
         reply = self.session.call(
             method,
             f"{self._base}/{path}",
@@ -52,6 +58,9 @@ class QuickBooksClient:
             params={**(params or {}), "minorversion": MINOR_VERSION},
             headers=headers,
             content=content,
+            json=json,
+            write=request_id is not None,
+            idempotency_key=request_id,
         )
         body = reply.body
         if not isinstance(body, dict):
@@ -109,6 +118,74 @@ class QuickBooksClient:
             )
             found.extend(_rows(response, "Invoice", "QuickBooks query"))
         return found
+
+    def attachables_on(self, entity: str, ids: Iterable[str]) -> list[Row]:
+        """Every Attachable linked to one of `ids` of `entity` (e.g. "Invoice"), read
+        IDS_PER_QUERY ids per query and page by page.
+
+        Intuit's examples ask `AttachableRef.EntityRef.Type = 'invoice' AND
+        AttachableRef.EntityRef.value = '<id>'` (spelt so); `IN` is the query language's own
+        list form of the same condition. QBO holds both conditions to one and the same
+        reference of an attachable (a note on customer 5 that also points at invoice 9 is not
+        a note on invoice 5).
+        """
+        wanted = sorted(set(ids), key=lambda i: (len(i), i))
+        found: dict[str, Row] = {}
+        for n in range(0, len(wanted), IDS_PER_QUERY):
+            chunk = ", ".join(_quote(i) for i in wanted[n : n + IDS_PER_QUERY])
+            where = (
+                f"AttachableRef.EntityRef.Type = {_quote(entity)} "
+                f"AND AttachableRef.EntityRef.value IN ({chunk})"
+            )
+            for rows, _at in self.query_pages("Attachable", where):
+                for row in rows:
+                    # An attachable linked to invoices of two chunks comes back in both.
+                    found.setdefault(str(row.get("Id")), row)
+        return list(found.values())
+
+    # -- writes ------------------------------------------------------------------------------------
+    def send_invoice(self, invoice_id: str, *, request_id: str, send_to: str | None = None) -> Row:
+        """`POST /invoice/{id}/send[?sendTo=]`: QBO emails the invoice and answers with it
+        (EmailStatus, DeliveryInfo, BillEmail as sent)."""
+        what = "QuickBooks invoice email"
+        body, _at = self._call(
+            "POST",
+            f"invoice/{quote(invoice_id, safe='')}/send",
+            what,
+            params={"sendTo": send_to} if send_to is not None else None,
+            # Intuit's reference sends no body, typed application/octet-stream.
+            headers={"Content-Type": "application/octet-stream"},
+            content=b"",
+            request_id=request_id,
+        )
+        row = body.get("Invoice")
+        if not isinstance(row, dict):
+            raise DataError(f"{what}: the reply has no Invoice object")
+        return row
+
+    def create_attachable(self, attachable: Row, *, request_id: str) -> Row:
+        """`POST /attachable`: one Attachable created; QBO answers with it."""
+        what = "QuickBooks attachable note"
+        body, _at = self._call("POST", "attachable", what, json=attachable, request_id=request_id)
+        row = body.get("Attachable")
+        if not isinstance(row, dict):
+            raise DataError(f"{what}: the reply has no Attachable object")
+        return row
+
+    def batch(self, items: list[Row], *, request_id: str) -> list[Row]:
+        """`POST /batch` with up to MAX_BATCH_ITEMS items (each with its own `bId`); the
+        `BatchItemResponse` items, in whatever order QBO gives them. A refused item carries a
+        `Fault` and the batch is still HTTP 200."""
+        what = "QuickBooks batch"
+        if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} items, not {len(items)}")
+        body, _at = self._call(
+            "POST", "batch", what, json={"BatchItemRequest": items}, request_id=request_id
+        )
+        answers = body.get("BatchItemResponse")
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise DataError(f"{what}: the reply has no BatchItemResponse list of objects")
+        return answers
 
     # -- change data capture -----------------------------------------------------------------------
     def cdc(self, entities: list[str], since: datetime) -> tuple[dict[str, list[Row]], str | None]:
@@ -191,13 +268,19 @@ def _rows(response: dict[str, Any], entity: str, what: str) -> list[Row]:
     return rows
 
 
-def _fault_codes(body: object) -> set[str]:
-    """The error codes of a QBO fault body (`{"Fault": {"Error": [{"code": ...}]}}`)."""
-    fault = body.get("Fault") if isinstance(body, dict) else None
+def fault_errors(body: object) -> list[dict[str, Any]]:
+    """The `Error` objects of a QBO fault body (`{"Fault": {"Error": [...]}}`) or of a bare
+    `Fault` object (as a batch item carries it)."""
+    fault = body.get("Fault", body) if isinstance(body, dict) else None
     errors = fault.get("Error") if isinstance(fault, dict) else None
     if not isinstance(errors, list):
-        return set()
-    return {str(e.get("code")) for e in errors if isinstance(e, dict)}
+        return []
+    return [e for e in errors if isinstance(e, dict)]
+
+
+def _fault_codes(body: object) -> set[str]:
+    """The error codes of a QBO fault body (`{"Fault": {"Error": [{"code": ...}]}}`)."""
+    return {str(e.get("code")) for e in fault_errors(body)}
 
 
 def _server_time(body: dict[str, Any], reply: Reply) -> str | None:

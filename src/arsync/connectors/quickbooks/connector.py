@@ -1,5 +1,8 @@
 """The QuickBooks Online connector: full passes, CDC increments and sweeps of open invoices.
 
+The writer side (fresh reads, emails, notes, read-back) is in writer.py, which this class
+inherits.
+
 The cursor is this module's own JSON (`"v": 1`):
 
 - during a full pass: `{"phase": "initial", "pass", "since", "entity", "start", "last_id",
@@ -33,6 +36,7 @@ from arsync.connectors.base import Link, register
 from arsync.connectors.http import ApiSession
 from arsync.connectors.quickbooks import mapping
 from arsync.connectors.quickbooks.client import MAX_RESULTS, QuickBooksClient, Row
+from arsync.connectors.quickbooks.writer import QuickBooksWriter
 from arsync.domain import CompanyInfo, Deleted, Item, Kind, Page
 from arsync.errors import DataError, PermanentError
 
@@ -98,7 +102,9 @@ class _Chunk:
     last_id: str | None
 
 
-class QuickBooksConnector:
+class QuickBooksConnector(QuickBooksWriter):
+    """The reader (pull, company) and, through QuickBooksWriter, the writer of one realm."""
+
     platform: ClassVar[str] = "qbo"
 
     def __init__(self, link: Link, session: ApiSession) -> None:

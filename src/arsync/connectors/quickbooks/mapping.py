@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from arsync.connectors.base import FoundEmail, FoundNote, FreshInvoice
 from arsync.connectors.countries import iso_country
 from arsync.domain import (
     Allocation,
@@ -22,6 +23,7 @@ from arsync.domain import (
     Payment,
     Quarantined,
 )
+from arsync.errors import DataError
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
@@ -412,3 +414,95 @@ def region_of(info: Row) -> str | None:
         return None
     value = value.strip() if value else None
     return value[:100] if value else None
+
+
+# -- what the writer reads back --------------------------------------------------------------------
+def _email_delivery(row: Row) -> tuple[datetime, str] | None:
+    """(when, DeliveryTime as QBO wrote it) of the invoice's last email: its DeliveryInfo when
+    that says Email; None when it has none (never emailed, or last delivered otherwise)."""
+    if _optional(row, "DeliveryInfo.DeliveryType", _text) != "Email":
+        return None
+    written = _required(row, "DeliveryInfo.DeliveryTime", _text)
+    return _moment("DeliveryInfo.DeliveryTime", written), written
+
+
+def _bill_email(row: Row) -> str | None:
+    address = _optional(row, "BillEmail.Address", _text)
+    return (address.strip() or None) if address else None
+
+
+def fresh_invoice(row: Row, home_currency: str | None) -> FreshInvoice | Quarantined:
+    """An Invoice row as the writer's fresh read: the invoice, where QBO would email it now
+    (BillEmail) and when it last emailed it (DeliveryInfo of type Email)."""
+    made = invoice(row, home_currency)
+    if isinstance(made, Quarantined):
+        return made
+    try:
+        delivered = _email_delivery(row)
+        return FreshInvoice(
+            invoice=made,
+            bill_email=_bill_email(row),
+            delivered_at=delivered[0] if delivered else None,
+        )
+    except _Unreadable as err:
+        return _quarantine(Kind.INVOICE, row, err)
+
+
+def lacks_currency(row: Row) -> bool:
+    """Whether an Invoice row leaves CurrencyRef out (so it is in the home currency)."""
+    try:
+        return _get(row, "CurrencyRef.value") is None
+    except _Unreadable:
+        return False
+
+
+def sent_email(row: Row, send_to: str | None = None) -> FoundEmail | None:
+    """QBO's evidence of its last email of an invoice, from the Invoice row (a send's reply or
+    a later read): None when its DeliveryInfo records no email. `send_to`: where the send was
+    addressed, for a reply that does not say (QBO writes `sendTo` into BillEmail)."""
+    try:
+        delivered = _email_delivery(row)
+        if delivered is None:
+            return None
+        status = _optional(row, "EmailStatus", _text) or "NotSet"
+        to = _bill_email(row) or send_to
+    except _Unreadable as err:
+        raise DataError(f"QuickBooks invoice {_row_id(row) or '?'}: {err}") from None
+    at, written = delivered
+    return FoundEmail(
+        at=at,
+        to=to,
+        evidence=(
+            f"QuickBooks EmailStatus {status}, DeliveryInfo Email at {written}"
+            + (f" to {to}" if to else "")
+        ),
+    )
+
+
+def attachable_note(row: Row, entity: str = "Invoice") -> tuple[FoundNote, tuple[str, ...]] | None:
+    """(the note, the ids of the `entity` objects it is linked to) of an Attachable row; None
+    for an attachable with no note text (a file). An attachable that cannot be read is a
+    DataError: taken for absent, it could have a note written twice."""
+    try:
+        text = _optional(row, "Note", _text)
+        if not text:
+            return None
+        refs = _get(row, "AttachableRef") or []
+        if not isinstance(refs, list):
+            raise _Unreadable("AttachableRef: not a list")
+        linked: list[str] = []
+        for n, ref in enumerate(refs):
+            if not isinstance(ref, Mapping):
+                raise _Unreadable(f"AttachableRef[{n}]: not an object")
+            within = f"AttachableRef[{n}]."
+            kind = _optional(ref, "EntityRef.type", _text)
+            if kind is not None and kind.lower() == entity.lower():
+                linked.append(_required(ref, "EntityRef.value", _ident, within))
+        ident = _optional(row, "Id", _ident)
+    except _Unreadable as err:
+        raise DataError(f"QuickBooks attachable {_row_id(row) or '?'}: {err}") from None
+    try:
+        at = _optional(row, "MetaData.CreateTime", _moment)
+    except _Unreadable:
+        at = None  # that the note is there matters more than when it came
+    return FoundNote(text=text, at=at, ref=ident), tuple(dict.fromkeys(linked))
