@@ -95,6 +95,8 @@ class Api:
                 # 10000) and keep the traceback for the log, never for the client.
                 _log.exception("QBO sandbox failed on %s %s", method, rest)
                 response = wire.server_error_response(500, stamp=company.stamp(now))
+            # Only what was performed is remembered: a refused write (no address, the day's
+            # email cap) is tried afresh under the same requestid once its cause is gone.
             if is_write and request_id and response.status_code == 200:
                 if len(company.replays) > 10_000:
                     self._forget_old_requestids(company, now)
@@ -334,6 +336,8 @@ class Api:
         cap = self.limits.emails_per_day
         day = company.local_day(now)
         if cap is not None and company.emails_by_day.get(day, 0) >= cap:
+            # Per realm and per day where the company is. Intuit documents the cap but not its
+            # refusal: this 400 business fault and its words are the sandbox's own choice.
             raise wire.business(
                 f"You have reached the limit of {cap} emails a day for this company. "
                 "Try again tomorrow."

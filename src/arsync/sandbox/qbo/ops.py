@@ -369,6 +369,7 @@ def send_invoice(company: Company, inv: Invoice, send_to: str | None, now: datet
             )
         inv.bill_email = clean_text(send_to)
     if not inv.bill_email:
+        # QBO's refusal as integrators report it: a 400 ValidationFault, code 6000.
         raise wire.business(
             "You must enter the email address for this customer in order to email this invoice."
         )
