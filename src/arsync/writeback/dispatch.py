@@ -658,7 +658,7 @@ class Dispatcher:
                 row.invoice_id or ""
             )
         happened: list[str] = []
-        for s in siblings:
+        for s in sorted(siblings, key=lambda s: REPORTED_KINDS.index(s.kind)):
             result = s.result if isinstance(s.result, dict) else {}
             if s.kind == "email" and s.state is S.DONE:
                 to = result.get("to")
