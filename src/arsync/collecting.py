@@ -36,6 +36,7 @@ from arsync.escalation.zones import zone_problem
 from arsync.runtime import Runtime
 from arsync.store.models import ConnectorRow, Event
 from arsync.store.unit import Store, Tx
+from arsync.writeback.ledger import record_in_ledger
 
 
 class BadInput(ConfigError):
@@ -310,13 +311,22 @@ class Collecting:
                 raise BadInput(
                     "--reason: say what the customer disputes (it goes in the paper trail)"
                 )
-            tx.holds.add(
+            hold = tx.holds.add(
                 found.row.id,
                 HoldKind.DISPUTE,
                 customer_id=invoice.customer_id,
                 invoice_id=invoice.id,
                 reason=_reason(reason, ""),
                 set_by=who(),
+            )
+            record_in_ledger(
+                tx,
+                found.row,
+                invoice,
+                topic="dispute",
+                title="dispute",
+                words=f"in dispute, not chased: {hold.reason} (recorded by {hold.set_by})",
+                ref=f"hold-{hold.id}",
             )
             return (
                 f"invoice {invoice.number or invoice.id} in dispute: never chased until "
@@ -338,7 +348,7 @@ class Collecting:
                     by=who(),
                     reason=f"replaced by a promise for {day:%d %b %Y}",
                 )
-            tx.holds.add(
+            hold = tx.holds.add(
                 found.row.id,
                 HoldKind.PROMISE,
                 customer_id=invoice.customer_id,
@@ -349,6 +359,19 @@ class Collecting:
                 basis=invoice.balance,
                 reason=_reason(reason, "promised to pay"),
                 set_by=who(),
+            )
+            record_in_ledger(
+                tx,
+                found.row,
+                invoice,
+                topic="promise",
+                title="promise to pay",
+                words=(
+                    f"promised to pay {invoice.balance:,.2f} {invoice.currency} by "
+                    f"{day.day} {day:%b %Y}: {hold.reason} (recorded by {hold.set_by})"
+                ),
+                ref=f"hold-{hold.id}",
+                expect=day,
             )
             grace = day + timedelta(days=policy.promises.grace_days)
             return (
@@ -386,7 +409,7 @@ class Collecting:
                 _not_past(deadline, _today(found, self.store), "--by")
             if _active(tx, found.row, HoldKind.SETTLEMENT, invoice=invoice.id):
                 raise BadInput(f"invoice {invoice.number or invoice.id} already has a settlement")
-            tx.holds.add(
+            hold = tx.holds.add(
                 found.row.id,
                 HoldKind.SETTLEMENT,
                 customer_id=invoice.customer_id,
@@ -397,6 +420,19 @@ class Collecting:
                 basis=invoice.balance,
                 reason=_reason(reason, "settlement agreed"),
                 set_by=who(),
+            )
+            by_day = f" by {deadline.day} {deadline:%b %Y}" if deadline else ""
+            record_in_ledger(
+                tx,
+                found.row,
+                invoice,
+                topic="settlement",
+                title="settlement",
+                words=(
+                    f"{agreed:,.2f} {invoice.currency} accepted in full settlement{by_day}: "
+                    f"{hold.reason} (recorded by {hold.set_by})"
+                ),
+                ref=f"hold-{hold.id}",
             )
             return (
                 f"settlement recorded: {agreed:,.2f} {invoice.currency} in full settlement of "
@@ -492,6 +528,20 @@ class Collecting:
                 set_by=who(),
                 basis=balance,
             )
+            schedule = ", ".join(f"{a:,.2f} on {d.day} {d:%b %Y}" for d, a in steps)
+            for invoice in chosen:
+                record_in_ledger(
+                    tx,
+                    found.row,
+                    invoice,
+                    topic="plan",
+                    title="payment plan",
+                    words=(
+                        f"payment plan {plan_.id} for {total:,.2f} {currency} covering "
+                        f"{covered}: {schedule} (recorded by {plan_.set_by})"
+                    ),
+                    ref=f"plan-{plan_.id}",
+                )
             return (
                 f"payment plan {plan_.id} for {customer.name}: {len(steps)} instalments of "
                 f"{total:,.2f} {currency} in all, covering {covered}; only an overdue "

@@ -239,3 +239,47 @@ def test_every_done_note_is_found_by_its_marker_in_the_ledger(world: World) -> N
                 assert sum(f"ref {marker(note.id)}" in t for t in texts) == 1, texts
     finally:
         runtime.close()
+
+
+def test_a_promise_recorded_in_arsync_reaches_the_ledger_once(world: World) -> None:
+    from arsync.collecting import Collecting
+    from arsync.domain import HoldKind, Invoice, Kind
+
+    clock = clock_of(world.sandbox)
+    xero_invoice = world.xero.ids["thirty"]
+    qbo_invoice = world.qbo.ids["thirty"]
+    with Collecting(world.config, clock) as collecting:
+        with collecting.store.reading() as tx:
+            qbo = tx.connectors.by_name("books-qbo")
+            assert qbo is not None
+            found = tx.records.by_ids(qbo.id, Kind.INVOICE, [qbo_invoice])[qbo_invoice]
+            assert isinstance(found, Invoice) and found.number
+        collecting.promise(
+            xero_invoice, "2026-12-15", reason="will pay on the 15th", connector="books-xero"
+        )
+        collecting.promise(
+            found.number, "2026-12-15", reason="cheque in the post", connector="books-qbo"
+        )
+    start = len(world.sandbox.ledger.entries())
+    world.run()
+    middle = len(world.sandbox.ledger.entries())
+    world.run()
+    notes = performed(world, "note_added", start)
+    assert sorted(invoice_of(e) for e in notes) == sorted([xero_invoice, qbo_invoice])
+    text = str(notes[0].detail.get("note") or notes[0].detail.get("details"))
+    assert "promised to pay 1,200.00" in text and "15 Dec 2026" in text
+    assert performed(world, "note_added", middle) == []
+    assert performed(world, "email_sent", start) == []
+    # Xero shows the promise as the invoice's Expected Date; QuickBooks has no such field
+    org = world.sandbox.xero.org(world.xero.tenant)
+    assert org.invoices[xero_invoice.lower()].expected_payment_date == date(2026, 12, 15)
+    # the next sync reads the Expected Date back: it is the same promise, not a second one
+    with Collecting(world.config, clock) as collecting, collecting.store.reading() as tx:
+        row = tx.connectors.by_name("books-xero")
+        assert row is not None
+        promises = [
+            h
+            for h in tx.holds.history(row.id, invoice_id=xero_invoice)
+            if h.kind is HoldKind.PROMISE
+        ]
+    assert len(promises) == 1, promises

@@ -122,15 +122,11 @@ def reconcile_ledger(tx: Tx, row: ConnectorRow, policy: Policy) -> int:
         if any(same(h, want) for h in active):
             continue
         if want.kind is HoldKind.PROMISE:
-            # a promise the ledger still shows after it was broken or kept is not made again
+            # A promise the ledger still shows after it was broken or kept is not made again;
+            # nor is one arsync recorded itself and wrote to the ledger as its Expected Date.
             assert want.invoice_id is not None
             past = tx.holds.history(row.id, invoice_id=want.invoice_id)
-            if any(
-                h.kind is HoldKind.PROMISE
-                and h.until == want.until
-                and h.source is HoldSource.LEDGER
-                for h in past
-            ):
+            if any(h.kind is HoldKind.PROMISE and h.until == want.until for h in past):
                 continue
         tx.holds.add(
             row.id,

@@ -194,6 +194,8 @@ class OutboxRepo:
         state: OutboxState,
         approval: str | None = None,
         detail: dict[str, Any] | None = None,
+        reason: str | None = None,
+        result: Any = None,
     ) -> bool:
         """Insert the action unless its id is there already (then nothing changes): False."""
         if self.get(connector_id, id) is not None:
@@ -217,6 +219,8 @@ class OutboxRepo:
                 at=at,
                 state=state.value,
                 approval=approval,
+                reason=reason,
+                result=result,
                 attempts=0,
                 created_at=now,
                 updated_at=now,

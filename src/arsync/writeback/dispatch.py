@@ -50,6 +50,7 @@ from arsync.store import ConnectorRow, Store
 from arsync.store.outbox import FINAL, OutboxRow
 from arsync.store.states import OutboxState
 from arsync.writeback.decide import Go, Skip, verdict
+from arsync.writeback.ledger import RECORDED
 
 log = structlog.get_logger("arsync.dispatch")
 S = OutboxState
@@ -186,7 +187,8 @@ class Dispatcher:
             return report
         try:
             handled = 0
-            for kinds, exclude in ((("email", "letter", "call", "handover"), ()), (("note",), ())):
+            first = ("email", "letter", "call", "handover", "expect")
+            for kinds, exclude in ((first, ()), (("note",), ())):
                 while self.limit is None or handled < self.limit:
                     size = (
                         self.batch if self.limit is None else min(self.batch, self.limit - handled)
@@ -245,6 +247,11 @@ class Dispatcher:
             unknown = tx.outbox.of(self.row.id, states=(S.UNKNOWN,))
         platform = [r for r in unknown if r.kind in ("email", "note") and r.invoice_id]
         for row in unknown:
+            if row.kind == "expect":
+                # setting a date twice to the same value does no harm: simply set it again
+                with self.store.transaction() as tx:
+                    self._retry(tx, row, report, "the reply was lost: set again", tx.now)
+                continue
             if row not in platform:
                 with self.store.transaction() as tx:
                     self._finish(
@@ -423,6 +430,8 @@ class Dispatcher:
                     )
             elif row.kind == "note":
                 notes.append((row, self._note_text(row, go), go))
+            elif row.kind == "expect":
+                self._expect(row, report)
             else:
                 with self.store.transaction() as tx:
                     self._finish(
@@ -483,6 +492,10 @@ class Dispatcher:
             stage=stage,
         )
         if isinstance(found, Skip):
+            recorded = row.stage.startswith(RECORDED)
+            if recorded and found.code not in ("deleted", "voided", "draft", "paid"):
+                # what a person recorded goes into the ledger whatever holds it set
+                return Go(Money(fresh[row.invoice_id or ""].invoice.balance, row.currency))
             if row.kind == "note" and found.code not in ("deleted", "voided"):
                 # the stage's reminder already went: the note still says so
                 return Go(Money(fresh[row.invoice_id or ""].invoice.balance, row.currency))
@@ -567,6 +580,38 @@ class Dispatcher:
             words = f"emailed{' to ' + result['to'] if result.get('to') else ''}"
             self._finish(tx, row, S.DONE, report, words, result=result)
 
+    def _expect(self, row: OutboxRow, report: Dispatched) -> None:
+        """Set the promised date where the bookkeeper sees it (Xero's Expected Date)."""
+        assert row.invoice_id is not None
+        wanted = (row.result or {}).get("expected") if isinstance(row.result, dict) else None
+        day = date.fromisoformat(wanted) if wanted else None
+        try:
+            written = self.writer.expect_payment(row.invoice_id, day, key=row.id)
+        except OutcomeUnknown as err:
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.UNKNOWN, report, str(err), "reply_lost")
+            return
+        except (AuthError, Parked):
+            with self.store.transaction() as tx:
+                self._release(tx, row, None, "the platform cannot be reached now")
+            raise
+        except TransientError as err:
+            with self.store.transaction() as tx:
+                self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+            return
+        except PermanentError as err:
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.DEAD, report, f"refused: {err}", "refused")
+            return
+        with self.store.transaction() as tx:
+            if written:
+                words = f"Expected Date set to {day:%-d %b %Y}" if day else "Expected Date cleared"
+                self._finish(tx, row, S.DONE, report, words, result={"expected": wanted})
+            else:
+                self._finish(
+                    tx, row, S.SKIPPED, report, "the platform has no Expected Date", "no_field"
+                )
+
     def _notes(self, notes: list[tuple[OutboxRow, str, Go]], report: Dispatched) -> None:
         with self.store.transaction() as tx:
             live = [
@@ -648,6 +693,22 @@ class Dispatcher:
 
     # -- the note's words --------------------------------------------------------------------------
     def _note_text(self, row: OutboxRow, go: Go) -> str:
+        if row.stage.startswith(RECORDED):
+            customer = self._customers.get(row.customer_id)
+            return self.render_note(
+                NoteFacts(
+                    day=self.store.clock.now().astimezone(self.firm.zone).date(),
+                    stage_title=row.stage_title,
+                    tone=row.tone,
+                    happened=(row.reason or "recorded",),
+                    balance=go.balance,
+                    planned=None,
+                    next_step=None,
+                    invoice_number=row.invoice_id or "",
+                    customer_name=customer.name if customer else row.customer_id,
+                ),
+                marker(row.id),
+            )
         with self.store.reading() as tx:
             siblings = [
                 s
