@@ -7,8 +7,10 @@ simulated day into a real store. Each day, at 10:00 in the firm's zone: the day'
 happens in the sandbox (payments) or in the store (a dispute, a promise, a settlement, a payment
 plan), the connector syncs, what the ledger and the calendar settled is recorded
 (`record.settle`), the planner plans, and the actions due are
-"performed" by writing the paper trail the write-back will write (`stage_done`, and
-`stage_superseded` for a stage the catch-up rule skipped), which the next snapshot reads back.
+performed by the real write-back: enqueued in the outbox (which writes `stage_done`, and
+`stage_superseded` for a stage the catch-up rule skipped, read back by the next snapshot) and
+dispatched to the sandbox: the reminder emailed by the platform, a dated note on the invoice.
+The sandbox's ledger must then hold exactly one email and one note per stage performed.
 A stage that waits for quiet hours later the same day is performed when its moment comes.
 
 What was performed, day by day, must equal the tables below, worked out by hand from the policy
@@ -50,6 +52,7 @@ import pytest
 
 from arsync import commands
 from arsync.config import Config, load
+from arsync.connectors.base import Writer
 from arsync.domain import PLATFORM_NAMES, HoldKind, HoldState
 from arsync.escalation.planner import Decision, Plan, Status, plan
 from arsync.escalation.policy import ActionKind, Tone, builtin_policies
@@ -62,6 +65,8 @@ from arsync.sandbox.core import QboLimits, XeroLimits
 from arsync.store import Store
 from arsync.store.states import Entity
 from arsync.sync import OK, sync_connector
+from arsync.writeback.dispatch import Dispatched, Dispatcher
+from arsync.writeback.outbox import enqueue
 from tests.e2e.test_sync_e2e import SECRETS, approve, write_home
 from tests.support import clock_of, make_sandbox
 
@@ -241,6 +246,7 @@ class Company:
     #: every plan of every run, by day
     plans: dict[date, list[Plan]] = field(default_factory=dict)
     performed: list[Performed] = field(default_factory=list)
+    dispatched: list[Dispatched] = field(default_factory=list)
     #: business by day: before the run and in the evening after it
     before: dict[date, Callable[[], None]] = field(default_factory=dict)
     after: dict[date, Callable[[], None]] = field(default_factory=dict)
@@ -367,7 +373,8 @@ def end_holds(world: World, company: Company, label: str, kind: HoldKind) -> Non
 
 
 def one_run(world: World, company: Company) -> Plan:
-    """What `arsync run` will do: record what is settled, plan, perform what is due."""
+    """What `arsync run --once` does after its sync: record what is settled, plan, enqueue
+    what is due in the outbox and dispatch it to the platform (emails, notes, call tasks)."""
     connector = world.config.connector(company.name)
     store = world.store
     with store.transaction() as tx:
@@ -383,26 +390,13 @@ def one_run(world: World, company: Company) -> Plan:
         snap = snapshot(tx, row, POLICY, firm, now)
     result = plan(snap, POLICY, now)
     with store.transaction() as tx:
-        for decision in result.decisions:
-            if decision.status is not Status.DUE:
-                continue
-            assert decision.stage is not None and decision.at is not None
-            for stage, action in [(s, STAGE_SUPERSEDED) for s in decision.superseded] + [
-                (decision.stage, STAGE_DONE)
-            ]:
-                tx.events.append(
-                    row.id,
-                    Entity.INVOICE,
-                    action,
-                    external_id=decision.invoice_id,
-                    detail={
-                        "subject": decision.subject,
-                        "customer": decision.customer_id,
-                        "stage": stage,
-                        "at": decision.at.isoformat(),
-                        "contact": action == STAGE_DONE and POLICY.stage(stage).contacts,
-                    },
-                )
+        enqueue(tx, row, result, POLICY)
+    coordinator = world.runtime.coordinator(company.name)
+    writer = coordinator.connector
+    assert isinstance(writer, Writer)
+    dispatched = Dispatcher(store=store, row=row, writer=writer, policy=POLICY, firm=firm).run()
+    assert dispatched.stopped is None, dispatched.stopped
+    company.dispatched.append(dispatched)
     return result
 
 
@@ -922,3 +916,51 @@ def test_holidays_move_a_stage_to_the_next_business_day(world: World) -> None:
     assert "due-soon" not in qbo.done("plan")
     boxing = world.xero.of(d(12, 28), "catch-up")
     assert boxing is not None and boxing.status is Status.SCHEDULED
+
+
+@pytest.mark.parametrize("which", ["xero", "qbo"])
+def test_each_stage_performed_is_one_email_and_one_note_in_the_ledger(
+    world: World, which: str
+) -> None:
+    """Counted from the sandbox's ledger: every stage performed was emailed once by the
+    platform (or, for a stage without an email, nothing was) and noted once on its invoice;
+    nothing else was emailed or noted."""
+    company = world.xero if which == "xero" else world.qbo
+    ledger = world.sandbox.ledger
+    emails: dict[str, int] = {}
+    for entry in ledger.entries(
+        platform=company.platform, kind="email_sent", tenant=company.tenant
+    ):
+        invoice = str(entry.detail["invoice"])
+        emails[invoice] = emails.get(invoice, 0) + 1
+    notes: dict[str, int] = {}
+    for entry in ledger.entries(
+        platform=company.platform, kind="note_added", tenant=company.tenant
+    ):
+        invoice = (
+            str(entry.detail["refs"][0]).split(":", 1)[1]
+            if "refs" in entry.detail
+            else str(entry.detail["invoice"])
+        )
+        notes[invoice] = notes.get(invoice, 0) + 1
+    expected_emails: dict[str, int] = {}
+    expected_notes: dict[str, int] = {}
+    for done in company.performed:
+        stage = POLICY.stage(done.decision.stage or "")
+        invoice = done.decision.invoice_id
+        assert invoice is not None
+        if ActionKind.EMAIL in stage.actions:
+            expected_emails[invoice] = expected_emails.get(invoice, 0) + 1
+        if ActionKind.NOTE in stage.actions:
+            expected_notes[invoice] = expected_notes.get(invoice, 0) + 1
+    # a customer the books give no email address gets a call task instead (and says so)
+    for dispatched in company.dispatched:
+        for outcome in dispatched.outcomes:
+            if outcome.kind == "email" and "no email address" in outcome.words:
+                invoice = outcome.subject.split(":", 1)[1]
+                emails[invoice] = emails.get(invoice, 0) + 1
+    assert emails == expected_emails
+    assert notes == expected_notes
+    # nothing was left half-done or uncertain
+    states = {o.state.value for d in company.dispatched for o in d.outcomes}
+    assert not states & {"unknown", "dead", "retrying"}

@@ -57,8 +57,14 @@ S = OutboxState
 
 #: the kinds whose effect reaches the customer: they keep quiet hours and business days
 CONTACT_KINDS = frozenset({"email", "letter", "call"})
+#: states in which arsync itself is still working an action (a stage's note waits for them; not
+#: for one waiting for a person or for approval, which may take days)
+IN_HAND = frozenset({S.PLANNED, S.READY, S.CLAIMED, S.RETRYING, S.UNKNOWN})
 #: the kinds a stage's note reports on (a hand-over writes its own notes)
 REPORTED_KINDS = ("email", "letter", "call")
+#: the stage of the notes that record a call's outcome (`arsync called`): outside the policy,
+#: with no sibling actions; the row's result carries the outcome's words ("said")
+OUTCOME_STAGE = "call-outcome"
 #: waits before the next try of a passing failure, by attempt (then it is dead)
 BACKOFF = (
     timedelta(minutes=1),
@@ -719,6 +725,11 @@ class Dispatcher:
                 row.invoice_id or ""
             )
         happened: list[str] = []
+        said = row.result.get("said") if isinstance(row.result, dict) else None
+        if row.stage == OUTCOME_STAGE and said:
+            # the words were stored with the row when it was enqueued, not in `reason`, which a
+            # failed try overwrites
+            happened.append(str(said))
         for s in sorted(siblings, key=lambda s: REPORTED_KINDS.index(s.kind)):
             result = s.result if isinstance(s.result, dict) else {}
             if s.kind == "email" and s.state is S.DONE:
@@ -728,6 +739,8 @@ class Dispatcher:
                 happened.append("not emailed (no email address on file)")
             elif s.kind == "call" and s.state is S.DONE:
                 happened.append("call task opened")
+            elif s.state is S.NEEDS_PERSON:
+                happened.append(f"{s.kind} waits for a person at the firm")
             elif s.kind == "letter" and s.state is S.DONE:
                 happened.append(
                     f"letter sent{' to ' + str(result['to']) if result.get('to') else ''}"
@@ -842,7 +855,7 @@ class Dispatcher:
             {
                 s.kind
                 for s in tx.outbox.of(self.row.id, subject=row.subject)
-                if s.stage == row.stage and s.kind in REPORTED_KINDS and s.state not in FINAL
+                if s.stage == row.stage and s.kind in REPORTED_KINDS and s.state in IN_HAND
             }
         )
 
@@ -854,4 +867,12 @@ class Dispatcher:
         return start.astimezone(now.tzinfo)
 
 
-__all__ = ["Dispatched", "Dispatcher", "NoteFacts", "Outcome", "marker", "plain_note"]
+__all__ = [
+    "OUTCOME_STAGE",
+    "Dispatched",
+    "Dispatcher",
+    "NoteFacts",
+    "Outcome",
+    "marker",
+    "plain_note",
+]
