@@ -947,8 +947,8 @@ def test_each_stage_performed_is_one_email_and_one_note_in_the_ledger(
     expected_notes: dict[str, int] = {}
     for done in company.performed:
         stage = POLICY.stage(done.decision.stage or "")
+        assert done.decision.invoice_id is not None
         invoice = done.decision.invoice_id
-        assert invoice is not None
         if ActionKind.EMAIL in stage.actions:
             expected_emails[invoice] = expected_emails.get(invoice, 0) + 1
         if ActionKind.NOTE in stage.actions:
