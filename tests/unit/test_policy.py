@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from arsync.escalation.policy import (
     BUILTIN,
     ActionKind,
     Policy,
+    Regime,
     Tone,
     builtin_policies,
     builtin_text,
@@ -227,4 +229,165 @@ def test_a_policy_file_may_not_name_itself(home: Path) -> None:
     write(home, "config/policies/mine.toml", 'name = "other"\n' + builtin_text("gentle"))
     assert problems(home) == [
         "config/policies/mine.toml: name: unknown key (a policy's name is its file name)"
+    ]
+
+
+# -- statutory late-payment interest ------------------------------------------------------------
+
+
+def uncommented(text: str) -> str:
+    """The policy with its commented [late_payment] example (and templates key) switched on."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("# [late_payment]"):
+            inside = True
+        if inside and re.match(r"# (\[|[a-z_]+ = )", line):
+            out.append(line[2:])
+            continue
+        if not line.startswith("#"):
+            inside = False
+        out.append(line.replace('# templates = "standard"', 'templates = "standard"'))
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize(("name", "regime"), [("standard", Regime.UK), ("gentle", Regime.EU)])
+def test_the_shipped_late_payment_examples_are_off_and_valid_once_uncommented(
+    home: Path, name: str, regime: Regime
+) -> None:
+    assert builtin_policies()[name].late_payment is None
+    assert builtin_policies()[name].templates is None
+    write(home, "config/policies/mine.toml", uncommented(builtin_text(name)))
+    policy = load(home).policies["mine"]
+    assert policy.late_payment is not None
+    assert policy.late_payment.regime is regime
+    assert policy.late_payment.margin == Decimal(8)
+    assert policy.late_payment.in_currency == {"uk": "GBP", "eu": "EUR"}[regime.value]
+    assert len(policy.late_payment.base_rates) == 1
+    assert policy.templates == ("standard" if name == "standard" else None)
+
+
+def late(table: str) -> str:
+    return builtin_text("standard") + "\n[late_payment]\n" + table
+
+
+def test_late_payment_values_are_read(home: Path) -> None:
+    write(
+        home,
+        "config/policies/eu.toml",
+        late(
+            'regime = "eu"\nmargin = 9.5\nfixed_sums = true\nfixed_sum = 50\n'
+            'rate_name = "Central Bank rate"\n'
+            "[[late_payment.base_rates]]\nfrom = 2025-06-11\nrate = 2.15\n"
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 2\n"
+        ),
+    )
+    terms = load(home).policies["eu"].late_payment
+    assert terms is not None
+    assert (terms.margin, terms.fixed_sum, terms.in_currency) == (
+        Decimal("9.5"),
+        Decimal(50),
+        "EUR",
+    )
+    assert terms.reference_name == "Central Bank rate"
+    assert [(r.since, r.rate) for r in terms.base_rates] == [
+        (date(2025, 6, 11), Decimal("2.15")),
+        (date(2026, 1, 1), Decimal(2)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            'regime = "us"\n[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 4.0\n',
+            ['late_payment.regime: must be "uk" or "eu", got "us"'],
+        ),
+        (
+            'regime = "uk"\n[[late_payment.base_rates]]\nfrom = "2026-01-01"\nrate = "4.0"\n',
+            [
+                "late_payment.base_rates[0].from: must be a date like 2026-01-01 (without "
+                'quotes), got "2026-01-01"',
+                "late_payment.base_rates[0].rate: must be a number of percent, like 4.25, "
+                'got "4.0"',
+            ],
+        ),
+        (
+            'regime = "uk"\n[[late_payment.base_rates]]\nfrom = 2026-01-01\nrates = 4.0\n',
+            [
+                "late_payment.base_rates[0].rate: is required",
+                # (problems.py suggests no near key inside a list of tables)
+                "late_payment.base_rates[0].rates: unknown key",
+            ],
+        ),
+        (
+            'regime = "uk"\n',
+            [
+                "late_payment.base_rates: must list at least one dated rate "
+                "([[late_payment.base_rates]] with from and rate): arsync does not know the "
+                "central banks' rates by itself"
+            ],
+        ),
+        (
+            'regime = "uk"\nmargin = 9\ncurrency = "EUR"\nfixed_sum = 50\n'
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 4.0\n"
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 3.75\n",
+            [
+                "late_payment.base_rates[1].from: must be later than the entry before it "
+                "(2026-01-01), got 2026-01-01",
+                "late_payment.margin: must be 8 under the Late Payment of Commercial Debts "
+                "(Interest) Act 1998 (another rate is a contract's, not the Act's), got 9",
+                'late_payment.currency: must be "GBP" under the uk regime (the Act\'s fixed sums '
+                'are in pounds), got "EUR"',
+                "late_payment.fixed_sum: is only for the eu regime: the Act sets 40, 70 or 100 "
+                "GBP by the debt's size",
+            ],
+        ),
+        (
+            'regime = "eu"\nmargin = 7.5\nfixed_sum = 30\n'
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 2.15\n",
+            [
+                "late_payment.margin: must be at least 8 under Directive 2011/7/EU, got 7.5",
+                "late_payment.fixed_sum: must be at least 40 (EUR) under Directive 2011/7/EU, "
+                "got 30",
+            ],
+        ),
+        (
+            'regime = "eu"\ncurrency = "PLN"\n'
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01\nrate = 5.75\n",
+            [
+                "late_payment.fixed_sum: is required for PLN: the Directive's 40 EUR in that "
+                "currency (or fixed_sums = false)"
+            ],
+        ),
+        (
+            'regime = "eu"\ncurrency = "euro"\nmargin = 200\n'
+            "[[late_payment.base_rates]]\nfrom = 2026-01-01T00:00:00\nrate = 2.123456\n",
+            [
+                "late_payment.margin: must be a number of percent between -10 and 100, got 200",
+                'late_payment.currency: must be a currency code such as "GBP", got "euro"',
+                "late_payment.base_rates[0].from: must be a date like 2026-01-01 (without "
+                "quotes), got 2026-01-01T00:00:00",
+                "late_payment.base_rates[0].rate: must have at most four decimal places, "
+                "got 2.123456",
+            ],
+        ),
+    ],
+)
+def test_late_payment_problems_come_with_file_and_key(
+    home: Path, table: str, expected: list[str]
+) -> None:
+    write(home, "config/policies/lp.toml", late(table))
+    assert problems(home) == [f"config/policies/lp.toml: {line}" for line in expected]
+
+
+def test_a_policys_templates_directory_is_checked_for_its_form(home: Path) -> None:
+    write(
+        home,
+        "config/policies/own.toml",
+        'templates = "../outside"\n' + builtin_text("gentle"),
+    )
+    assert problems(home) == [
+        "config/policies/own.toml: templates: must name a directory under config/templates/ "
+        '(lowercase letters, digits, hyphens and underscores, folders separated by "/"), got '
+        '"../outside"'
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cache
@@ -34,6 +34,8 @@ BUILTIN = ("standard", "gentle")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+#: a directory under config/templates/: lowercase names, no "..", nothing absolute
+_TEMPLATES = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$")
 
 
 class ActionKind(StrEnum):
@@ -200,6 +202,195 @@ class Ledger(_Model):
     expected_date_is_promise: bool = True
 
 
+class Regime(StrEnum):
+    """Which law sets the statutory late-payment interest (business to business)."""
+
+    UK = "uk"  # Late Payment of Commercial Debts (Interest) Act 1998
+    EU = "eu"  # Directive 2011/7/EU, as a member state transposes it
+
+
+#: the currency each regime's sums are stated in
+REGIME_CURRENCY = {Regime.UK: "GBP", Regime.EU: "EUR"}
+#: the points over the reference rate each law sets: the Act exactly, the Directive at least
+STATUTORY_MARGIN = Decimal(8)
+#: the Directive's fixed compensation for recovery costs: at least this, in euros
+EU_FIXED_SUM = Decimal(40)
+
+
+def _percent(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("percent", "must be a number of percent, like 4.25")
+    rate = Decimal(str(value))
+    if not rate.is_finite() or not Decimal(-10) <= rate <= Decimal(100):
+        raise PydanticCustomError("percent", "must be a number of percent between -10 and 100")
+    if rate != rate.quantize(Decimal("0.0001")):
+        raise PydanticCustomError("percent", "must have at most four decimal places")
+    return rate
+
+
+def _calendar_day(value: object) -> date:
+    # TOML has real dates; a datetime or a quoted date is a slip worth naming
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise PydanticCustomError("day", "must be a date like 2026-01-01 (without quotes)")
+    return value
+
+
+def _currency(value: str) -> str:
+    if not _CURRENCY.match(value):
+        raise PydanticCustomError("currency", 'must be a currency code such as "GBP"')
+    return value
+
+
+def _templates_dir(value: str) -> str:
+    if not _TEMPLATES.match(value):
+        raise PydanticCustomError(
+            "templates",
+            "must name a directory under config/templates/ (lowercase letters, digits, hyphens "
+            'and underscores, folders separated by "/")',
+        )
+    return value
+
+
+def _named(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be empty")
+    return value.strip()
+
+
+Percent = Annotated[Decimal, PlainValidator(_percent)]
+
+
+class BaseRate(_Model):
+    """A reference rate and the day from which it is in force (a central bank's decision)."""
+
+    since: Annotated[date, PlainValidator(_calendar_day)] = Field(alias="from")
+    #: percent a year, e.g. 4.0 for a Bank of England base rate of 4%
+    rate: Percent
+
+
+class LatePayment(_Model):
+    """[late_payment]: statutory interest and fixed compensation on late business debts.
+
+    The reference rates are dated entries the firm keeps up to date: the central banks change
+    them, so arsync never knows them by itself."""
+
+    regime: Annotated[Regime, Field(strict=False)]
+    #: percentage points over the reference rate: 8 under the Act; at least 8 under the
+    #: Directive (a member state may set more)
+    margin: Percent = STATUTORY_MARGIN
+    #: interest is claimed only on invoices in this currency; default: GBP (uk), EUR (eu)
+    currency: Annotated[str, AfterValidator(_currency)] | None = None
+    #: how letters name the reference rate; default: the Bank of England's or the ECB's
+    rate_name: Annotated[str, AfterValidator(_named)] | None = None
+    #: claim the fixed compensation as well as the interest
+    fixed_sums: bool = True
+    #: the Directive's fixed sum (eu only; at least 40 EUR, or its equal in another currency)
+    fixed_sum: Money | None = None
+    base_rates: list[BaseRate] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LatePayment:
+        problems = late_payment_problems(self)
+        if problems:
+            raise cross(*problems)
+        return self
+
+    @property
+    def in_currency(self) -> str:
+        return self.currency or REGIME_CURRENCY[self.regime]
+
+    @property
+    def reference_name(self) -> str:
+        if self.rate_name:
+            return self.rate_name
+        if self.regime is Regime.UK:
+            return "Bank of England base rate"
+        return "ECB main refinancing rate"
+
+
+def _shown(value: Decimal) -> int | float:
+    # a problem shows the number as it was written: 7, not 7.0
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def late_payment_problems(terms: LatePayment) -> list[Located]:
+    """Problems between the keys of a valid-looking [late_payment] table."""
+    found: list[Located] = []
+    if not terms.base_rates:
+        found.append(
+            (
+                ("base_rates",),
+                "must list at least one dated rate ([[late_payment.base_rates]] with from and "
+                "rate): arsync does not know the central banks' rates by itself",
+                NOTHING,
+            )
+        )
+    for n in range(1, len(terms.base_rates)):
+        before, entry = terms.base_rates[n - 1].since, terms.base_rates[n].since
+        if entry <= before:
+            found.append(
+                (
+                    ("base_rates", n, "from"),
+                    f"must be later than the entry before it ({before.isoformat()})",
+                    entry,
+                )
+            )
+    if terms.regime is Regime.UK:
+        if terms.margin != STATUTORY_MARGIN:
+            found.append(
+                (
+                    ("margin",),
+                    "must be 8 under the Late Payment of Commercial Debts (Interest) Act 1998 "
+                    "(another rate is a contract's, not the Act's)",
+                    _shown(terms.margin),
+                )
+            )
+        if terms.in_currency != "GBP":
+            found.append(
+                (
+                    ("currency",),
+                    'must be "GBP" under the uk regime (the Act\'s fixed sums are in pounds)',
+                    terms.in_currency,
+                )
+            )
+        if terms.fixed_sum is not None:
+            found.append(
+                (
+                    ("fixed_sum",),
+                    "is only for the eu regime: the Act sets 40, 70 or 100 GBP by the debt's size",
+                    NOTHING,
+                )
+            )
+    else:
+        if terms.margin < STATUTORY_MARGIN:
+            found.append(
+                (
+                    ("margin",),
+                    "must be at least 8 under Directive 2011/7/EU",
+                    _shown(terms.margin),
+                )
+            )
+        if terms.in_currency == "EUR":
+            if terms.fixed_sum is not None and terms.fixed_sum < EU_FIXED_SUM:
+                found.append(
+                    (
+                        ("fixed_sum",),
+                        "must be at least 40 (EUR) under Directive 2011/7/EU",
+                        _shown(terms.fixed_sum),
+                    )
+                )
+        elif terms.fixed_sums and terms.fixed_sum is None:
+            found.append(
+                (
+                    ("fixed_sum",),
+                    f"is required for {terms.in_currency}: the Directive's 40 EUR in that "
+                    "currency (or fixed_sums = false)",
+                    NOTHING,
+                )
+            )
+    return found
+
+
 class Stage(_Model):
     name: Annotated[str, AfterValidator(lambda v: _slug(v))]
     #: how the stage is named in reasons and notes; default: its name
@@ -248,6 +439,11 @@ class Policy(_Model):
     plans: Plans = Field(default_factory=Plans)
     settlement: Settlement = Field(default_factory=Settlement)
     ledger: Ledger = Field(default_factory=Ledger)
+    #: statutory late-payment interest and fixed compensation on letters; None: none claimed
+    late_payment: LatePayment | None = None
+    #: the policy's own words: a directory under config/templates/, searched before
+    #: config/templates/ itself
+    templates: Annotated[str, AfterValidator(_templates_dir)] | None = None
     stages: list[Stage]
 
     @model_validator(mode="after")
