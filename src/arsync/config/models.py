@@ -1,15 +1,19 @@
 """The configuration's models: config/arsync.toml (`Settings`) and connectors/NAME.toml
 (`ConnectorConfig`), with their value types. Validation only: nothing here reads a file but a
-secret, and only when `ConnectorConfig.client_secret()` is called."""
+secret, and only when `ConnectorConfig.client_secret()` or `MailSettings.password_value()` is
+called."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import stat
 from collections.abc import Mapping
 from datetime import timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -191,6 +195,170 @@ class ClockSettings(_Model):
     sandbox: HttpUrl | None = None
 
 
+def _email_address(value: str) -> str:
+    value = value.strip()
+    try:
+        # an addr-spec alone: a display name belongs in from_name
+        parsed = Address(addr_spec=value) if value.count("@") == 1 else None
+    except (ValueError, IndexError, HeaderParseError):
+        parsed = None
+    if parsed is None or not parsed.username or "." not in parsed.domain.strip("."):
+        raise PydanticCustomError(
+            "email", 'must be an email address like "accounts@example.com"'
+        ) from None
+    if not value.isascii():
+        raise PydanticCustomError("email", "must be plain ASCII (not every mail server takes more)")
+    return value
+
+
+def _mail_host(value: str) -> str:
+    value = value.strip()
+    if not value or "://" in value or "/" in value or any(c.isspace() for c in value):
+        raise PydanticCustomError(
+            "host", 'must be a host name or IP address, like "smtp.example.com"'
+        )
+    return value
+
+
+def _password_env(value: object) -> str:
+    # said without the value: a password pasted here by mistake must not be echoed back
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise cross(
+            (
+                (),
+                "must be the name of an environment variable that holds the password "
+                "(letters, digits, underscores)",
+                NOTHING,
+            )
+        )
+    return value
+
+
+def _inline_password(value: object) -> str | None:
+    raise cross(
+        (
+            (),
+            "a password does not belong in config/arsync.toml: put it in an environment "
+            "variable named by password_env, or in a private file (chmod 600) named by "
+            "password_file",
+            NOTHING,
+        )
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` this machine (localhost, 127.0.0.0/8, ::1)?"""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") in ("localhost", "localhost.localdomain")
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+MAIL_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+class MailSettings(_Model):
+    """[mail]: the firm's own mail server, through which letters go (SMTP)."""
+
+    host: Annotated[str, AfterValidator(_mail_host)]
+    #: None: 587 for starttls, 465 for tls, 25 for none
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    #: "starttls" (upgrade a plain connection), "tls" (TLS from the start) or "none" (only for
+    #: a mail server on this machine)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    #: log in as this user (no username: no login)
+    username: NonBlank | None = None
+    password_env: Annotated[str, PlainValidator(_password_env)] | None = None
+    password_file: NonBlank | None = None
+    #: refused when given: passwords are named, never written here
+    password: Annotated[str | None, PlainValidator(_inline_password)] = Field(
+        default=None, exclude=True, repr=False
+    )
+    from_address: EmailAddress
+    #: the name letters come from; None: the firm's name from the ledger
+    from_name: NonBlank | None = None
+    #: where replies go; None: the firm's own address from the ledger, else from_address
+    reply_to: EmailAddress | None = None
+    #: a copy of every letter to this address (not shown to the customer), for the paper trail
+    bcc: EmailAddress | None = None
+    #: certificates to trust for the mail server (PEM), besides the system's; relative to home
+    ca_file: NonBlank | None = None
+    timeout: Annotated[timedelta, _duration(timedelta(seconds=1), "1 second")] = timedelta(
+        seconds=30
+    )
+
+    _home: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MailSettings:
+        problems = mail_cross(self)
+        if problems:
+            raise cross(*problems)
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else MAIL_PORTS[self.security]
+
+    def at(self, home: Path) -> MailSettings:
+        copy = self.model_copy()
+        copy._home = Path(home)
+        return copy
+
+    def ca_path(self) -> Path | None:
+        if self.ca_file is None:
+            return None
+        path = Path(self.ca_file)
+        return path if path.is_absolute() else self._home / path
+
+    def password_value(self) -> str | None:
+        """The password, read now from the environment variable or file named (None: no
+        login)."""
+        env, file = self.password_env, self.password_file
+        if env is not None:
+            value = os.environ.get(env, "").strip()
+            if not value:
+                state = "is empty" if env in os.environ else "is not set"
+                raise ConfigError(
+                    f"{SETTINGS_FILE}: mail.password_env: the environment variable {env} {state}"
+                )
+            return value
+        if file is not None:
+            path = Path(file) if Path(file).is_absolute() else self._home / file
+            return read_secret_file(path, f"{SETTINGS_FILE}: mail.password_file")
+        return None
+
+
+def mail_cross(mail: MailSettings) -> list[Located]:
+    """Problems between the keys of [mail]."""
+    found: list[Located] = []
+    if mail.security == "none" and not is_loopback(mail.host):
+        found.append(
+            (
+                ("security",),
+                'may be "none" only for a mail server on this machine (localhost): letters '
+                'and the password would cross the network unencrypted; use "starttls" or "tls"',
+                mail.security,
+            )
+        )
+    given = [k for k in ("password_env", "password_file") if getattr(mail, k) is not None]
+    if len(given) == 2:
+        found.append((("password",), "give password_env or password_file, not both", NOTHING))
+    if given and mail.username is None:
+        found.append((("username",), "is required with a password", NOTHING))
+    if mail.username is not None and not given:
+        found.append(
+            (
+                ("password",),
+                "give password_env (an environment variable's name) or password_file (a "
+                "file's path) for the username",
+                NOTHING,
+            )
+        )
+    return found
+
+
 class Settings(_Model):
     """config/arsync.toml."""
 
@@ -199,6 +367,8 @@ class Settings(_Model):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
+    #: the firm's mail server, for letters; None: no letters are sent
+    mail: MailSettings | None = None
 
     _home: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -208,7 +378,7 @@ class Settings(_Model):
 
     def at(self, home: Path) -> Settings:
         """The same settings with relative paths taken against `home`."""
-        copy = self.model_copy()
+        copy = self.model_copy(update={"mail": self.mail.at(home)} if self.mail else None)
         copy._home = Path(home)
         return copy
 
@@ -360,39 +530,43 @@ class ConnectorConfig(_Model):
         return self._read_secret_file(file)
 
     def _read_secret_file(self, file: str) -> str:
-        where = f"{self.source}: oauth.client_secret_file"
         path = Path(file) if Path(file).is_absolute() else self._home / file
-        try:
-            # Non-blocking, so that a FIFO named by mistake cannot hang the daemon.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: {path} does not exist") from None
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read {path}: {err.strerror}") from None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise ConfigError(f"{where}: {path} is not a regular file")
-            if mode & 0o077 and not _is_credential(path):
-                raise ConfigError(
-                    f"{where}: {path} is open to group or others (mode "
-                    f"{stat.S_IMODE(mode):04o}); make it private with chmod 600"
-                )
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-            raw = b"".join(chunks)
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read {path}: {err.strerror}") from None
-        finally:
-            os.close(fd)
-        try:
-            value = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
-        if not value:
-            raise ConfigError(f"{where}: {path} is empty")
-        return value
+        return read_secret_file(path, f"{self.source}: oauth.client_secret_file")
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """A secret from a private file; `where` ("file: key") begins every refusal."""
+    try:
+        # Non-blocking, so that a FIFO named by mistake cannot hang the daemon.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read {path}: {err.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{where}: {path} is not a regular file")
+        if mode & 0o077 and not _is_credential(path):
+            raise ConfigError(
+                f"{where}: {path} is open to group or others (mode "
+                f"{stat.S_IMODE(mode):04o}); make it private with chmod 600"
+            )
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read {path}: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        value = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(f"{where}: {path} is empty")
+    return value
 
 
 def connector_cross(data: Mapping[str, Any]) -> list[Located]:
