@@ -41,6 +41,9 @@ class ConnectorStatus:
     complete: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     aging: list[dict[str, Any]] = field(default_factory=list)
+    #: the outbox by state ("done", "needs_person"...), and channels parked for the day
+    outbox: dict[str, int] = field(default_factory=dict)
+    parked_channels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         def iso(t: datetime | None) -> str | None:
@@ -68,6 +71,8 @@ class ConnectorStatus:
             "complete": self.complete,
             "counts": self.counts,
             "aging": self.aging,
+            "outbox": self.outbox,
+            "parked_channels": self.parked_channels,
         }
 
 
@@ -137,6 +142,11 @@ def gather(
             if not st.configured:
                 st.detail = (st.detail + "; " if st.detail else "") + "no connectors file any more"
             st.counts = _counts(tx.records.counts(row.id))
+            st.outbox = {state.value: n for state, n in sorted(tx.outbox.counts(row.id).items())}
+            st.parked_channels = {
+                channel: f"until {until:%Y-%m-%d %H:%M} UTC: {why}"
+                for channel, (until, why) in tx.outbox.parked(row.id).items()
+            }
             items = [
                 OpenItem(i.due_date, i.balance, i.currency)
                 for i in tx.records.open_invoices(row.id)
@@ -209,6 +219,26 @@ def render(
                 f"({c['open invoices']} open), {c['payments']} payments, {c['credits']} credits"
                 + (f", [yellow]{c['quarantined']} quarantined[/]" if c["quarantined"] else "")
             )
+        if st.outbox:
+            waiting = {k: v for k, v in st.outbox.items() if k not in ("done", "skipped")}
+            said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in waiting.items())
+            done, skipped = st.outbox.get("done", 0), st.outbox.get("skipped", 0)
+            line = f"  outbox      {done} done, {skipped} skipped"
+            if said:
+                line += f"; {said}"
+            console.print(line)
+            if st.outbox.get("needs_person"):
+                console.print(
+                    f"  [yellow]waits[/]       {st.outbox['needs_person']} action(s) wait for a "
+                    "person: see `arsync outbox`, then `arsync resolve`"
+                )
+            if st.outbox.get("awaiting_approval"):
+                console.print(
+                    f"  approval    {st.outbox['awaiting_approval']} action(s) await approval: "
+                    "`arsync outbox`, then `arsync approve`"
+                )
+            for channel, why in st.parked_channels.items():
+                console.print(f"  [yellow]parked[/]      {channel}: {escape(why)}")
         if st.counts and not st.complete:
             console.print(
                 "  [yellow]incomplete[/]  the first sync has not finished, so the store holds "

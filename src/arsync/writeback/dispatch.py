@@ -475,7 +475,7 @@ class Dispatcher:
                     for s in tx.outbox.of(self.row.id, subject=row.subject)
                     if s.stage == row.stage and s.kind in REPORTED_KINDS
                 ]
-            if siblings and not any(s.state is S.DONE for s in siblings):
+            if siblings and all(s.state in (S.SKIPPED, S.DEAD) for s in siblings):
                 first = siblings[0]
                 with self.store.transaction() as tx:
                     self._finish(
@@ -740,7 +740,7 @@ class Dispatcher:
             elif s.kind == "call" and s.state is S.DONE:
                 happened.append("call task opened")
             elif s.state is S.NEEDS_PERSON:
-                happened.append(f"{s.kind} waits for a person at the firm")
+                happened.append(f"{s.kind}: whether it went is unknown, a person checks")
             elif s.kind == "letter" and s.state is S.DONE:
                 happened.append(
                     f"letter sent{' to ' + str(result['to']) if result.get('to') else ''}"
