@@ -34,6 +34,7 @@ from arsync.sandbox.core import QboLimits, XeroLimits
 from arsync.sandbox.faults import FaultKind, FaultRule
 from arsync.store.outbox import OutboxRow
 from arsync.store.states import OutboxState
+from arsync.sync import sync_connector
 from arsync.writeback.dispatch import Dispatcher
 from arsync.writeback.outbox import enqueue
 from arsync.writeback.run import run_once
@@ -110,11 +111,7 @@ def _overdue(world: World, platform: str, n: int, due: date, amount: str = "500.
             made.append(ident)
     else:
         company = sandbox.qbo.company(world.qbo_tenant)
-        taken = (
-            {str(i.customer_id) for i in company.invoices.values()}
-            if hasattr(next(iter(company.invoices.values()), None), "customer_id")
-            else set()
-        )
+        taken = {str(i.customer_id) for i in company.invoices.values()}
         customers = [
             str(i) for i, c in sorted(company.customers.items()) if c.email and str(i) not in taken
         ]
@@ -176,8 +173,6 @@ def test_quiet_hours_are_checked_again_when_sending(world: World) -> None:
         config = world.config
         connector = config.connector("books-xero")
         policy = config.policy_of(connector)
-        from arsync.sync import sync_connector
-
         sync_connector(runtime.store, runtime.coordinator("books-xero"))
         with runtime.store.reading() as tx:
             row = tx.connectors.by_name("books-xero")
@@ -217,8 +212,6 @@ def test_nothing_is_sent_while_the_last_good_sync_is_stale(world: World) -> None
         config = world.config
         connector = config.connector("books-xero")
         policy = config.policy_of(connector)
-        from arsync.sync import sync_connector
-
         sync_connector(runtime.store, runtime.coordinator("books-xero"))
         with runtime.store.reading() as tx:
             row = tx.connectors.by_name("books-xero")
