@@ -386,6 +386,33 @@ def customer(
 
 
 @app.command()
+def history(
+    ref: Annotated[str, typer.Argument(help="An invoice's number or a customer's name (or id).")],
+    home: HomeOption = Path(),
+    connector: ConnectorOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The paper trail of an invoice or a customer, in time order: every action planned, sent,
+    skipped or failed with its reason and the platform's evidence, holds and call outcomes."""
+    import json as json_
+
+    from arsync.collecting import Collecting
+    from arsync.writeback.history import history as trail
+    from arsync.writeback.history import render, to_json
+
+    config = _configured(home)
+    try:
+        with Collecting(config) as collecting:
+            found = trail(collecting, ref, connector=connector)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    if as_json:
+        typer.echo(json_.dumps(to_json(found), indent=2))
+    else:
+        render(found)
+
+
+@app.command()
 def run(
     names: Annotated[
         list[str] | None, typer.Argument(help="Connectors (default: every enabled one).")
