@@ -6,6 +6,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -383,6 +384,106 @@ def customer(
 ) -> None:
     """Set a customer's own time zone, whose quiet hours then apply."""
     _collecting(home, lambda c: c.customer_zone(ref, timezone, connector=connector))
+
+
+@app.command()
+def calls(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Connectors (default: every enabled one).")
+    ] = None,
+    home: HomeOption = Path(),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Today's calls: one per customer, with its phone, what it owes and how late, what has
+    happened so far, and a short script in the stage's tone.
+
+    A call is on the list from the moment `arsync run` opens its task until its outcome is
+    recorded with `arsync called`; an unanswered call comes back on the next business day.
+    """
+    import json as json_
+
+    from arsync.collecting import Collecting
+    from arsync.writeback.calls import call_list, render, to_json
+
+    config = _configured(home)
+    try:
+        with Collecting(config) as collecting:
+            lists = call_list(collecting, names or [])
+    except ArsyncError as err:
+        raise _fail(err) from err
+    if as_json:
+        typer.echo(json_.dumps(to_json(lists), indent=2))
+    else:
+        render(lists)
+
+
+class CallOutcome(StrEnum):
+    """The choices of `arsync called --outcome` (arsync.writeback.calls.Outcome's values: typer
+    reads them when the app is built, before any command's imports)."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no-answer"
+    PROMISED = "promised"
+    DISPUTED = "disputed"
+    PLAN = "plan"
+
+
+@app.command()
+def called(
+    ref: Annotated[str, typer.Argument(metavar="CUSTOMER", help="The customer called (its name).")],
+    outcome: Annotated[
+        CallOutcome,
+        typer.Option(
+            "--outcome",
+            case_sensitive=False,
+            help="What came of the call: reached, no-answer (called again on the next business "
+            "day), promised (with --on), disputed (with --reason), plan (with --instalments).",
+        ),
+    ],
+    home: HomeOption = Path(),
+    on: Annotated[
+        str | None, typer.Option("--on", help="promised: the day promised (YYYY-MM-DD).")
+    ] = None,
+    amount: Annotated[
+        str | None,
+        typer.Option("--amount", help="promised: the amount promised (default: all overdue)."),
+    ] = None,
+    instalments: Annotated[
+        str | None,
+        typer.Option(
+            "--instalments", help='plan: each instalment, e.g. "2026-12-15:100,2027-01-15:100".'
+        ),
+    ] = None,
+    invoice: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--invoice",
+            help="The invoice a promise, dispute or plan is about (default: a promise every "
+            "overdue invoice, a dispute the oldest, a plan every open one).",
+        ),
+    ] = None,
+    reason: ReasonOption = None,
+    connector: ConnectorOption = None,
+) -> None:
+    """Record what came of a call: its outcome goes in the paper trail, a promise, dispute or
+    payment plan becomes the matching hold, and a dated note goes on the invoices in the ledger.
+    """
+    from arsync.writeback.calls import Outcome, record_call
+
+    _collecting(
+        home,
+        lambda c: record_call(
+            c,
+            ref,
+            Outcome(outcome.value),
+            on=on,
+            amount=amount,
+            reason=reason,
+            connector=connector,
+            invoices=invoice or [],
+            instalments=instalments,
+        ),
+    )
 
 
 @app.command()
