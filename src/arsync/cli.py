@@ -634,6 +634,29 @@ def resolve(
 
 
 @app.command()
+def handover(
+    customer: Annotated[str, typer.Argument(help="The customer: its name (or id).")],
+    agency: Annotated[
+        str | None,
+        typer.Option(help='The agency (default: "the collection agency").'),
+    ] = None,
+    connector: ConnectorOption = None,
+    reason: ReasonOption = None,
+    home: HomeOption = Path(),
+) -> None:
+    """Hand a customer over to a collection agency: an evidence pack, no more chasing, a note
+    on each open invoice for the ledger (written by the next `arsync run --once`)."""
+    from arsync.writeback.handover import handover_command
+
+    config = _configured(home)
+    try:
+        message = handover_command(config, customer, agency, connector, reason)
+    except ArsyncError as err:
+        raise _fail(err) from err
+    typer.echo(message)
+
+
+@app.command()
 def version() -> None:
     """Print arsync's version."""
     typer.echo(__version__)

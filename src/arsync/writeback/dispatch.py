@@ -438,6 +438,8 @@ class Dispatcher:
                 notes.append((row, self._note_text(row, go), go))
             elif row.kind == "expect":
                 self._expect(row, report)
+            elif row.kind == "handover":
+                self._handover(row, report)
             else:
                 with self.store.transaction() as tx:
                     self._finish(
@@ -616,6 +618,83 @@ class Dispatcher:
             else:
                 self._finish(
                     tx, row, S.SKIPPED, report, "the platform has no Expected Date", "no_field"
+                )
+
+    def _handover(self, row: OutboxRow, report: Dispatched) -> None:
+        """Hand the customer over to the agency (writeback/handover.py): the evidence pack, a
+        pause, a note on each open invoice; done with the pack's path and digest as result."""
+        from arsync.collecting import BadInput
+        from arsync.errors import Busy
+        from arsync.writeback import handover
+
+        root = handover.pack_root(self.store, None)
+        if root is None:
+            with self.store.transaction() as tx:
+                self._finish(
+                    tx,
+                    row,
+                    S.NEEDS_PERSON,
+                    report,
+                    "the store is not a file, so the evidence pack has no folder from here: "
+                    "run `arsync handover CUSTOMER`, then `arsync resolve "
+                    f"{row.id[:8]} --sent`",
+                    "no_pack_folder",
+                )
+            return
+        agency = handover.agency_of(self.policy)
+        by = row.decided_by or "arsync"
+        approved = f", approved by {row.decided_by}" if row.decided_by else ""
+
+        def done(tx: Any, handed: handover.HandedOver) -> None:
+            # in the hand-over's own transaction: recorded and done together, or neither
+            self._finish(
+                tx,
+                row,
+                S.DONE,
+                report,
+                f"handed over to {agency}: evidence pack {handed.path}",
+                result={
+                    "pack": str(handed.path),
+                    "manifest_sha256": handed.digest,
+                    "agency": agency,
+                    "notes": len(handed.notes),
+                },
+            )
+
+        try:
+            handover.perform(
+                self.store,
+                self.row,
+                row.customer_id,
+                zone=self.firm.zone,
+                agency=agency,
+                by=by,
+                reason=f"the policy's {row.stage_title}{approved}",
+                root=root,
+                action=row.id,
+                then=done,
+            )
+        except BadInput as err:
+            with self.store.transaction() as tx:
+                self._finish(tx, row, S.SKIPPED, report, str(err), "not_needed")
+        except Busy as err:
+            with self.store.transaction() as tx:
+                self._retry(tx, row, report, str(err), tx.now)
+        except handover.PackFailed as err:
+            with self.store.transaction() as tx:
+                self._finish(
+                    tx,
+                    row,
+                    S.NEEDS_PERSON,
+                    report,
+                    f"{err}; then `arsync resolve {row.id[:8]} --resend`",
+                    "pack_failed",
+                )
+        except Exception as err:  # a bug here must not leave the claim to be retried forever
+            log.exception("hand-over failed", connector=self.row.name, action=row.id)
+            with self.store.transaction() as tx:
+                self._finish(
+                    tx, row, S.DEAD, report, f"the hand-over failed: {err}", "handover_failed"
                 )
 
     def _notes(self, notes: list[tuple[OutboxRow, str, Go]], report: Dispatched) -> None:
