@@ -74,6 +74,11 @@ def _row(tx: Tx, connector: ConnectorConfig) -> ConnectorRow:
     return row
 
 
+def _customer_name(tx: Tx, row: ConnectorRow, customer_id: str) -> str | None:
+    found = tx.records.by_ids(row.id, Kind.CUSTOMER, [customer_id]).get(customer_id)
+    return found.name if isinstance(found, Customer) else None
+
+
 def firm_of(connector: ConnectorConfig, row: ConnectorRow) -> FirmZone:
     return firm_zone(
         row,
@@ -327,6 +332,7 @@ class Collecting:
                 title="dispute",
                 words=f"in dispute, not chased: {hold.reason} (recorded by {hold.set_by})",
                 ref=f"hold-{hold.id}",
+                facts={"event": "dispute", "reason": hold.reason},
             )
             return (
                 f"invoice {invoice.number or invoice.id} in dispute: never chased until "
@@ -372,6 +378,12 @@ class Collecting:
                 ),
                 ref=f"hold-{hold.id}",
                 expect=day,
+                facts={
+                    "event": "promise",
+                    "who": _customer_name(tx, found.row, invoice.customer_id),
+                    "amount": f"{invoice.balance:,.2f} {invoice.currency}",
+                    "by": day.isoformat(),
+                },
             )
             grace = day + timedelta(days=policy.promises.grace_days)
             return (
@@ -433,6 +445,11 @@ class Collecting:
                     f"{hold.reason} (recorded by {hold.set_by})"
                 ),
                 ref=f"hold-{hold.id}",
+                facts={
+                    "event": "settlement",
+                    "amount": f"{agreed:,.2f} {invoice.currency}",
+                    **({"by": deadline.isoformat()} if deadline else {}),
+                },
             )
             return (
                 f"settlement recorded: {agreed:,.2f} {invoice.currency} in full settlement of "
@@ -541,6 +558,12 @@ class Collecting:
                         f"{covered}: {schedule} (recorded by {plan_.set_by})"
                     ),
                     ref=f"plan-{plan_.id}",
+                    facts={
+                        "event": "plan",
+                        "instalments": len(steps),
+                        "amount": f"{steps[0][1]:,.2f} {currency}",
+                        "by": steps[0][0].isoformat(),
+                    },
                 )
             return (
                 f"payment plan {plan_.id} for {customer.name}: {len(steps)} instalments of "

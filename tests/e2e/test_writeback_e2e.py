@@ -267,7 +267,7 @@ def test_a_promise_recorded_in_arsync_reaches_the_ledger_once(world: World) -> N
     notes = performed(world, "note_added", start)
     assert sorted(invoice_of(e) for e in notes) == sorted([xero_invoice, qbo_invoice])
     text = str(notes[0].detail.get("note") or notes[0].detail.get("details"))
-    assert "promised to pay 1,200.00" in text and "15 Dec 2026" in text
+    assert "promised 1,200.00" in text and "by 15 Dec 2026" in text
     assert performed(world, "note_added", middle) == []
     assert performed(world, "email_sent", start) == []
     # Xero shows the promise as the invoice's Expected Date; QuickBooks has no such field

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -31,8 +31,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from arsync.config.models import MailSettings
 from arsync.connectors.base import FreshInvoice, NoteWrite, Trail, Writer
-from arsync.domain import Customer, Kind, Money
+from arsync.domain import Customer, Invoice, Kind, Money
 from arsync.errors import (
     AuthError,
     EmailCapReached,
@@ -44,13 +45,15 @@ from arsync.errors import (
 )
 from arsync.escalation.calendar import Calendar
 from arsync.escalation.planner import action_id
-from arsync.escalation.policy import Policy, Stage
+from arsync.escalation.policy import Policy, Stage, Tone
 from arsync.escalation.reading import TIMEZONE_SETTING, FirmZone, person
 from arsync.store import ConnectorRow, Store
 from arsync.store.outbox import FINAL, OutboxRow
 from arsync.store.states import OutboxState
 from arsync.writeback.decide import Go, Skip, verdict
-from arsync.writeback.ledger import RECORDED
+from arsync.writeback.ledger import RECORDED, record_in_ledger
+from arsync.writeback.mail import Mailer, compose
+from arsync.writeback.words import BUILTIN_DIR, CallOutcome, Event, LetterFacts, NoteFacts, Words
 
 log = structlog.get_logger("arsync.dispatch")
 S = OutboxState
@@ -62,9 +65,6 @@ CONTACT_KINDS = frozenset({"email", "letter", "call"})
 IN_HAND = frozenset({S.PLANNED, S.READY, S.CLAIMED, S.RETRYING, S.UNKNOWN})
 #: the kinds a stage's note reports on (a hand-over writes its own notes)
 REPORTED_KINDS = ("email", "letter", "call")
-#: the stage of the notes that record a call's outcome (`arsync called`): outside the policy,
-#: with no sibling actions; the row's result carries the outcome's words ("said")
-OUTCOME_STAGE = "call-outcome"
 #: waits before the next try of a passing failure, by attempt (then it is dead)
 BACKOFF = (
     timedelta(minutes=1),
@@ -80,9 +80,21 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 CLOCK_MARGIN = timedelta(minutes=5)
 
 
+def _tone(value: str) -> Tone:
+    try:
+        return Tone(value)
+    except ValueError:
+        return Tone.POLITE
+
+
+#: characters of the action id a note carries as its reference
+MARKER_LENGTH = 10
+
+
 def marker(action: str) -> str:
-    """The short reference every note carries, so read-back finds exactly this action's note."""
-    return action[:10]
+    """The short reference every note carries, so read-back finds exactly this action's note
+    (50 bits of the id: unique among one invoice's notes beyond doubt)."""
+    return action[:MARKER_LENGTH]
 
 
 def worker_name() -> str:
@@ -113,40 +125,6 @@ class Dispatched:
         return sum(1 for o in self.outcomes if o.state is state)
 
 
-@dataclass(frozen=True)
-class NoteFacts:
-    """What a stage's note says; the words come from the templates (notes.py)."""
-
-    day: date
-    stage_title: str
-    tone: str
-    happened: tuple[str, ...]
-    balance: Money
-    planned: Money | None
-    next_step: str | None
-    invoice_number: str
-    customer_name: str
-
-
-NoteRenderer = Callable[[NoteFacts, str], str]
-
-
-def plain_note(facts: NoteFacts, ref: str) -> str:
-    """The note's words when no templates are given: one dated line."""
-    parts = [
-        f"{facts.day.day} {facts.day:%b %Y}",
-        f"{facts.stage_title}: " + "; ".join(facts.happened),
-    ]
-    balance = f"balance {facts.balance}"
-    if facts.planned is not None:
-        balance += f" (was {facts.planned} when planned)"
-    parts.append(balance)
-    if facts.next_step:
-        parts.append(f"next: {facts.next_step}")
-    parts.append(f"ref {ref}")
-    return " · ".join(parts)
-
-
 class Dispatcher:
     """One connector's outbox, worked through its platform's `Writer`."""
 
@@ -162,7 +140,9 @@ class Dispatcher:
         lease: timedelta = timedelta(minutes=15),
         idempotency_window: timedelta = timedelta(0),
         batch: int = 30,
-        render_note: NoteRenderer = plain_note,
+        words: Words | None = None,
+        note_limit: int | None = None,
+        mail: MailSettings | None = None,
         limit: int | None = None,
     ) -> None:
         self.store = store
@@ -176,7 +156,12 @@ class Dispatcher:
         #: it a lost email reply is retried under the same key; past it, a person decides
         self.idempotency_window = idempotency_window
         self.batch = batch
-        self.render_note = render_note
+        #: the templates of notes and letters, and the platform's limit on a note (Xero: 250
+        #: UTF-16 units); checked at start-up (run.py), so a note is never cut in practice
+        self.words = words or Words.load([BUILTIN_DIR])
+        self.note_limit = note_limit
+        #: the firm's mail server for letters; None: letters wait for a person
+        self.mail = mail
         self.limit = limit
         self.calendar = Calendar.of(policy.calendar, row.country, row.region)
         self._zones: dict[str, ZoneInfo] = {}
@@ -418,6 +403,7 @@ class Dispatcher:
             holds = tx.holds.active(self.row.id)
             unapplied = tx.records.unapplied(self.row.id)
         notes: list[tuple[OutboxRow, str, Go]] = []
+        letters: list[tuple[OutboxRow, Go]] = []
         for row in ready:
             go = self._decide(row, fresh, holds, unapplied, report)
             if go is None:
@@ -440,6 +426,8 @@ class Dispatcher:
                 self._expect(row, report)
             elif row.kind == "handover":
                 self._handover(row, report)
+            elif row.kind == "letter":
+                letters.append((row, go))
             else:
                 with self.store.transaction() as tx:
                     self._finish(
@@ -451,6 +439,8 @@ class Dispatcher:
                         f"`arsync resolve {row.id[:8]} --sent`",
                         "not_automatic",
                     )
+        if letters:
+            self._letters(letters, report)
         if notes:
             self._notes(notes, report)
         return True
@@ -587,6 +577,136 @@ class Dispatcher:
         with self.store.transaction() as tx:
             words = f"emailed{' to ' + result['to'] if result.get('to') else ''}"
             self._finish(tx, row, S.DONE, report, words, result=result)
+
+    def _letters(self, rows: list[tuple[OutboxRow, Go]], report: Dispatched) -> None:
+        """One letter per customer (however many of its invoices reached a letter stage in
+        this run), listing every overdue invoice, through the firm's mail server; its
+        Message-ID derives from the first action's id. A letter's reply lost after it was
+        handed over cannot be read back: it waits for a person, never resent blindly."""
+        if self.mail is None:
+            with self.store.transaction() as tx:
+                for row, _ in rows:
+                    self._finish(
+                        tx,
+                        row,
+                        S.NEEDS_PERSON,
+                        report,
+                        "no mail server is set up for letters ([mail] in config/arsync.toml): "
+                        f"post the letter, then `arsync resolve {row.id[:8]} --sent`",
+                        "no_mail",
+                    )
+            return
+        groups: dict[str, list[tuple[OutboxRow, Go]]] = {}
+        for row, go in rows:
+            groups.setdefault(row.customer_id, []).append((row, go))
+        for customer_id, group in groups.items():
+            self._letter(customer_id, group, report)
+
+    def _letter(
+        self, customer_id: str, group: list[tuple[OutboxRow, Go]], report: Dispatched
+    ) -> None:
+        assert self.mail is not None
+        customer = self._customer(customer_id)
+        if customer is None or not customer.email:
+            with self.store.transaction() as tx:
+                for row, _ in group:
+                    self._finish(
+                        tx,
+                        row,
+                        S.SKIPPED,
+                        report,
+                        "no email address to send a letter to: the call list has the customer",
+                        "no_address",
+                    )
+            return
+        lead = min((row for row, _ in group), key=lambda r: r.id)
+        now = self.store.clock.now()
+        with self.store.reading() as tx:
+            owed = [
+                i for i in tx.records.open_invoices(self.row.id) if i.customer_id == customer_id
+            ]
+        tone = max((_tone(row.tone) for row, _ in group), key=list(Tone).index)
+        facts = LetterFacts.build(
+            today=now.astimezone(self.firm.zone).date(),
+            tone=tone,
+            firm=self.row.company_name or self.row.name,
+            firm_email=self.mail.reply_to or self.mail.from_address,
+            firm_phone=None,
+            customer=customer.name,
+            customer_email=customer.email,
+            invoices=owed,
+            late_payment=self.policy.late_payment,
+            reference=marker(lead.id),
+            stage=lead.stage_title,
+        )
+        letter = self.words.letter(facts)
+        message = compose(letter, facts, lead.id, self.mail, now=now.astimezone(self.firm.zone))
+        with self.store.transaction() as tx:
+            live = [
+                row
+                for row, _ in group
+                if tx.outbox.move(
+                    row,
+                    S.CLAIMED,
+                    event="action_sending",
+                    sent_at=tx.now,
+                    lease_owner=self.owner,
+                    lease_until=tx.now + self.lease,
+                )
+            ]
+        try:
+            Mailer(self.mail).send(message)
+        except OutcomeUnknown as err:
+            with self.store.transaction() as tx:
+                for row in live:
+                    self._finish(
+                        tx,
+                        row,
+                        S.NEEDS_PERSON,
+                        report,
+                        f"{err}: look for Message-ID {message['Message-ID']} in the mail "
+                        f"server's log or the sent folder, then `arsync resolve {row.id[:8]}`",
+                        "cannot_tell",
+                    )
+            return
+        except TransientError as err:
+            with self.store.transaction() as tx:
+                for row in live:
+                    self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+            return
+        except PermanentError as err:
+            with self.store.transaction() as tx:
+                for row in live:
+                    self._finish(tx, row, S.DEAD, report, f"refused: {err}", "refused")
+            return
+        result = {
+            "to": customer.email,
+            "subject": letter.subject,
+            "message_id": str(message["Message-ID"]),
+            "invoices": [line.number for line in facts.invoices],
+            "lead": lead.id,
+        }
+        with self.store.transaction() as tx:
+            for row in live:
+                words = f"letter sent to {customer.email}: {letter.subject}"
+                self._finish(tx, row, S.DONE, report, words, result=result)
+                if row.invoice_id is None:
+                    continue
+                invoice = tx.records.by_ids(self.row.id, Kind.INVOICE, [row.invoice_id]).get(
+                    row.invoice_id
+                )
+                if isinstance(invoice, Invoice):
+                    # a copy of the letter in the ledger, as a note of its own
+                    record_in_ledger(
+                        tx,
+                        tx.connectors.get(self.row.id),
+                        invoice,
+                        topic="letter",
+                        title="letter",
+                        words=words,
+                        ref=lead.id[:MARKER_LENGTH],
+                        facts={"event": "letter", "to": customer.email, "subject": letter.subject},
+                    )
 
     def _expect(self, row: OutboxRow, report: Dispatched) -> None:
         """Set the promised date where the bookkeeper sees it (Xero's Expected Date)."""
@@ -778,22 +898,9 @@ class Dispatcher:
 
     # -- the note's words --------------------------------------------------------------------------
     def _note_text(self, row: OutboxRow, go: Go) -> str:
-        if row.stage.startswith(RECORDED):
-            customer = self._customers.get(row.customer_id)
-            return self.render_note(
-                NoteFacts(
-                    day=self.store.clock.now().astimezone(self.firm.zone).date(),
-                    stage_title=row.stage_title,
-                    tone=row.tone,
-                    happened=(row.reason or "recorded",),
-                    balance=go.balance,
-                    planned=None,
-                    next_step=None,
-                    invoice_number=row.invoice_id or "",
-                    customer_name=customer.name if customer else row.customer_id,
-                ),
-                marker(row.id),
-            )
+        """The note's words, from the templates: what the stage did (or what a person
+        recorded), the balance, the next step; dated in the firm's zone; then its marker."""
+        today = self.store.clock.now().astimezone(self.firm.zone).date()
         with self.store.reading() as tx:
             siblings = [
                 s
@@ -803,45 +910,87 @@ class Dispatcher:
             invoice = tx.records.by_ids(self.row.id, Kind.INVOICE, [row.invoice_id or ""]).get(
                 row.invoice_id or ""
             )
-        happened: list[str] = []
-        said = row.result.get("said") if isinstance(row.result, dict) else None
-        if row.stage == OUTCOME_STAGE and said:
-            # the words were stored with the row when it was enqueued, not in `reason`, which a
-            # failed try overwrites
-            happened.append(str(said))
-        for s in sorted(siblings, key=lambda s: REPORTED_KINDS.index(s.kind)):
-            result = s.result if isinstance(s.result, dict) else {}
-            if s.kind == "email" and s.state is S.DONE:
-                to = result.get("to")
-                happened.append(f"reminder emailed{' to ' + str(to) if to else ''}")
-            elif s.kind == "email" and s.reason_code == "no_address":
-                happened.append("not emailed (no email address on file)")
-            elif s.kind == "call" and s.state is S.DONE:
-                happened.append("call task opened")
-            elif s.state is S.NEEDS_PERSON:
-                happened.append(f"{s.kind}: whether it went is unknown, a person checks")
-            elif s.kind == "letter" and s.state is S.DONE:
-                happened.append(
-                    f"letter sent{' to ' + str(result['to']) if result.get('to') else ''}"
-                )
-        if not happened:
-            happened.append("noted")
         number = getattr(invoice, "number", None) or row.invoice_id or ""
-        customer = self._customers.get(row.customer_id)
+        customer = self._customer(row.customer_id)
+        fields: dict[str, Any] = {}
+        if row.stage.startswith(RECORDED):
+            recorded = row.result if isinstance(row.result, dict) else {}
+            event = Event(recorded.get("event", Event.NOTED.value))
+            for name in ("to", "reason", "subject", "agency", "who", "amount"):
+                if recorded.get(name) is not None:
+                    fields[name] = str(recorded[name])
+            if recorded.get("by"):
+                fields["by"] = date.fromisoformat(str(recorded["by"]))
+            if recorded.get("outcome"):
+                fields["outcome"] = CallOutcome(str(recorded["outcome"]))
+            if recorded.get("instalments") is not None:
+                fields["instalments"] = int(recorded["instalments"])
+            if event is Event.NOTED and "reason" not in fields:
+                fields["reason"] = row.reason or "noted"
+            stage: str | None = None
+            next_step = None
+        else:
+            event, fields = self._stage_event(siblings, customer)
+            stage = row.stage_title
+            next_step = self._next_step(row)
         facts = NoteFacts(
-            day=self.store.clock.now().astimezone(self.firm.zone).date(),
-            stage_title=row.stage_title,
-            tone=row.tone,
-            happened=tuple(happened),
-            balance=go.balance,
-            planned=go.planned,
-            next_step=self._next_step(row),
-            invoice_number=str(number),
-            customer_name=customer.name if customer else row.customer_id,
+            today=today,
+            firm=self.row.company_name or self.row.name,
+            customer=customer.name if customer else row.customer_id,
+            invoice=str(number),
+            stage=stage,
+            tone=_tone(row.tone),
+            event=event,
+            balance=str(go.balance),
+            planned_balance=str(go.planned) if go.planned is not None else None,
+            next_step=next_step[0] if next_step else None,
+            next_day=next_step[1] if next_step else None,
+            **fields,
         )
-        return self.render_note(facts, marker(row.id))
+        return self.words.note(facts, marker(row.id), limit_utf16=self.note_limit)
 
-    def _next_step(self, row: OutboxRow) -> str | None:
+    @staticmethod
+    def _stage_event(
+        siblings: Sequence[OutboxRow], customer: Customer | None
+    ) -> tuple[Event, dict[str, Any]]:
+        """What a stage did, as one event for its note: the reminder first."""
+        by_kind = {s.kind: s for s in siblings}
+        email, call, letter = by_kind.get("email"), by_kind.get("call"), by_kind.get("letter")
+        if email is not None and email.state is S.DONE:
+            result = email.result if isinstance(email.result, dict) else {}
+            to = result.get("to") or (customer.email if customer else None) or "the customer"
+            return Event.EMAILED, {"to": str(to)}
+        if email is not None and email.reason_code == "no_address":
+            return Event.NOT_EMAILED, {"reason": "no email address on file: a call task instead"}
+        if email is not None and email.state is S.NEEDS_PERSON:
+            return Event.NOTED, {
+                "reason": "the platform never confirmed the reminder email: a person checks"
+            }
+        if letter is not None and letter.state is S.DONE:
+            result = letter.result if isinstance(letter.result, dict) else {}
+            return Event.LETTER, {
+                "to": str(result.get("to") or "the customer"),
+                "subject": str(result.get("subject") or "letter"),
+            }
+        if call is not None and call.state is S.DONE:
+            phone = customer.phone if customer else None
+            return Event.CALL, {"to": phone} if phone else {}
+        return Event.NOTED, {"reason": "noted"}
+
+    def _customer(self, customer_id: str) -> Customer | None:
+        found = self._customers.get(customer_id)
+        if found is None:
+            with self.store.reading() as tx:
+                record = tx.records.by_ids(self.row.id, Kind.CUSTOMER, [customer_id]).get(
+                    customer_id
+                )
+            if isinstance(record, Customer):
+                self._customers[customer_id] = found = record
+        return found
+
+    def _next_step(self, row: OutboxRow) -> tuple[str, date] | None:
+        """The policy's next stage after this one, and the day it falls due (before the
+        calendar moves it)."""
         stages = list(self.policy.stages)
         names = [s.name for s in stages]
         if row.stage not in names or row.due_date is None:
@@ -849,9 +998,7 @@ class Dispatcher:
         later = stages[names.index(row.stage) + 1 :]
         if not later:
             return None
-        nxt = later[0]
-        day = row.due_date + timedelta(days=nxt.offset)
-        return f"{nxt.label} on {day.day} {day:%b}"
+        return later[0].label, row.due_date + timedelta(days=later[0].offset)
 
     # -- moving rows -------------------------------------------------------------------------------
     def _finish(
@@ -947,11 +1094,8 @@ class Dispatcher:
 
 
 __all__ = [
-    "OUTCOME_STAGE",
     "Dispatched",
     "Dispatcher",
-    "NoteFacts",
     "Outcome",
     "marker",
-    "plain_note",
 ]

@@ -9,7 +9,9 @@ any other action; their ids derive from the hold or plan they record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from arsync.domain import Invoice
 from arsync.escalation.planner import action_id
@@ -32,15 +34,19 @@ def record_in_ledger(
     words: str,
     ref: str,
     expect: date | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Enqueue a note on `invoice` saying `words` (and, on Xero, its Expected Date set to
-    `expect`); `ref` names what is recorded (e.g. "hold-12"), so the ids are stable."""
+    `expect`); `ref` names what is recorded (e.g. "hold-12"), so the ids are stable.
+
+    `facts` are the note template's: {"event": "promise", "who": ..., "amount": ..., "by":
+    "2026-12-15"} (see words.NoteFacts); without them the note says `words`."""
     base = f"{row.name}/invoice:{invoice.id}/{topic}-{ref}"
     made: list[str] = []
-    kinds: list[tuple[str, object]] = []
+    kinds: list[tuple[str, Any]] = []
     if expect is not None and row.platform == "xero":
         kinds.append(("expect", {"expected": expect.isoformat()}))
-    kinds.append(("note", None))
+    kinds.append(("note", dict(facts) if facts else {"event": "noted", "reason": words}))
     for kind, result in kinds:
         key = f"{base}/{kind}"
         ident = action_id(key)

@@ -32,6 +32,7 @@ from arsync.escalation.reading import STAGE_DONE, STAGE_SUPERSEDED
 from arsync.store import ConnectorRow
 from arsync.store.states import Entity, OutboxState
 from arsync.store.unit import Tx
+from arsync.writeback.ledger import RECORDED
 
 S = OutboxState
 #: an action not yet begun: a later stage may still take its place
@@ -61,7 +62,8 @@ def enqueue(tx: Tx, row: ConnectorRow, plan: Plan, policy: Policy) -> Enqueued:
             continue
         # Earlier stages of the same subject not begun yet give way to this one.
         for old in tx.outbox.of(row.id, subject=decision.subject, states=NOT_BEGUN):
-            if old.stage != stage.name:
+            # what a person recorded (a promise's note, a call's outcome) is not a stage
+            if old.stage != stage.name and not old.stage.startswith(RECORDED):
                 tx.outbox.move(
                     old,
                     S.SKIPPED,

@@ -18,13 +18,15 @@ from arsync.config import Config, ConnectorConfig
 from arsync.connectors.base import Writer
 from arsync.errors import ArsyncError, ConfigError, Unexpected
 from arsync.escalation.planner import Plan, plan
+from arsync.escalation.policy import Policy
 from arsync.escalation.reading import snapshot
 from arsync.escalation.record import settle
 from arsync.runtime import Runtime
 from arsync.store.outbox import OutboxRow
 from arsync.store.states import OutboxState
-from arsync.writeback.dispatch import Dispatched, Dispatcher
+from arsync.writeback.dispatch import MARKER_LENGTH, Dispatched, Dispatcher
 from arsync.writeback.outbox import Enqueued, enqueue
+from arsync.writeback.words import QBO_NOTE_LIMIT, XERO_NOTE_LIMIT, Words, check, search_path
 
 log = structlog.get_logger("arsync.run")
 S = OutboxState
@@ -116,6 +118,7 @@ def unit(
         raise ConfigError(f"{connector.name}: its platform cannot write back")
     coordinator.before_work()
     window = coordinator.session.retry.idempotency_window.get(row.platform, timedelta(0))
+    words, limit = words_for(runtime.config, connector, policy, row.platform)
     report.dispatched = Dispatcher(
         store=store,
         row=row,
@@ -123,8 +126,37 @@ def unit(
         policy=policy,
         firm=firm,
         idempotency_window=window,
+        words=words,
+        note_limit=limit,
+        mail=runtime.config.settings.mail,
         limit=None,
     ).run()
+
+
+#: the longest note each platform keeps (Xero's History: 250, counted in UTF-16 code units)
+NOTE_LIMITS = {"xero": XERO_NOTE_LIMIT, "qbo": QBO_NOTE_LIMIT}
+
+
+def words_for(
+    config: Config, connector: ConnectorConfig, policy: Policy, platform: str
+) -> tuple[Words, int | None]:
+    """The connector's templates, checked: a template that could break the platform's limit
+    on a note, or names an unknown field, is refused with `file: template: message`."""
+    words = Words.load(
+        search_path(config.home, connector=connector.name, policy=policy), home=config.home
+    )
+    limit = NOTE_LIMITS.get(platform)
+    problems = check(
+        words,
+        note_limit_utf16=limit,
+        stage_titles=[s.label for s in policy.stages],
+        marker_length=MARKER_LENGTH,
+    )
+    if problems:
+        raise ConfigError(
+            f"the templates for {connector.name} would not work:\n  " + "\n  ".join(problems)
+        )
+    return words, limit
 
 
 def would_send(result: Plan, queued: Sequence[OutboxRow]) -> list[str]:

@@ -77,6 +77,7 @@ class Event(StrEnum):
     SETTLEMENT = "settlement"  # `amount` accepted in full settlement (by `by`, if said)
     PAUSED = "paused"  # the chase paused (until `by`, if said): `reason`
     RESUMED = "resumed"  # the chase resumed
+    NOTED = "noted"  # anything else, said in `reason`
 
 
 class CallOutcome(StrEnum):
@@ -99,6 +100,7 @@ _NEEDS: dict[Event, tuple[str, ...]] = {
     Event.PLAN: ("instalments", "amount", "by"),
     Event.PLAN_ENDED: ("reason",),
     Event.SETTLEMENT: ("amount",),
+    Event.NOTED: ("reason",),
 }
 
 
