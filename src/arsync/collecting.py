@@ -74,6 +74,11 @@ def _row(tx: Tx, connector: ConnectorConfig) -> ConnectorRow:
     return row
 
 
+def _owed(tx: Tx, row: ConnectorRow, customer_id: str | None) -> list[Invoice]:
+    """The customer's open invoices: where a note about the customer goes."""
+    return [i for i in tx.records.open_invoices(row.id) if i.customer_id == customer_id]
+
+
 def _customer_name(tx: Tx, row: ConnectorRow, customer_id: str) -> str | None:
     found = tx.records.by_ids(row.id, Kind.CUSTOMER, [customer_id]).get(customer_id)
     return found.name if isinstance(found, Customer) else None
@@ -244,7 +249,7 @@ class Collecting:
                     _not_past(end, _today(found, self.store), "--until")
                 if _active(tx, found.row, HoldKind.PAUSE, customer=customer.id):
                     raise BadInput(f"{customer.name} is already paused (see `arsync why {ref}`)")
-                tx.holds.add(
+                hold = tx.holds.add(
                     found.row.id,
                     HoldKind.PAUSE,
                     customer_id=customer.id,
@@ -252,6 +257,21 @@ class Collecting:
                     reason=_reason(reason, "paused by hand"),
                     set_by=by,
                 )
+                for owed in _owed(tx, found.row, customer.id):
+                    record_in_ledger(
+                        tx,
+                        found.row,
+                        owed,
+                        topic="pause",
+                        title="pause",
+                        words=f"chase paused: {hold.reason} (recorded by {by})",
+                        ref=f"hold-{hold.id}",
+                        facts={
+                            "event": "paused",
+                            "reason": hold.reason,
+                            **({"by": end.isoformat()} if end else {}),
+                        },
+                    )
                 return f"{customer.name} paused" + (
                     f" until {end:%d %b %Y}" if end else " until resumed (`arsync resume`)"
                 )
@@ -263,13 +283,23 @@ class Collecting:
                 )
             if _active(tx, found.row, HoldKind.EXCLUDE, invoice=invoice.id):
                 raise BadInput(f"invoice {invoice.number or invoice.id} is already excluded")
-            tx.holds.add(
+            hold = tx.holds.add(
                 found.row.id,
                 HoldKind.EXCLUDE,
                 customer_id=invoice.customer_id,
                 invoice_id=invoice.id,
                 reason=_reason(reason, "excluded by hand"),
                 set_by=by,
+            )
+            record_in_ledger(
+                tx,
+                found.row,
+                invoice,
+                topic="exclude",
+                title="excluded",
+                words=f"excluded from chasing: {hold.reason} (recorded by {by})",
+                ref=f"hold-{hold.id}",
+                facts={"event": "paused", "reason": hold.reason},
             )
             return f"invoice {invoice.number or invoice.id} excluded from collection until resumed"
 
@@ -301,6 +331,24 @@ class Collecting:
                 tx.holds.end(
                     hold.id, HoldState.CLEARED, by=who(), reason=_reason(reason, "resumed by hand")
                 )
+                targets = (
+                    _owed(tx, found.row, hold.customer_id)
+                    if hold.invoice_id is None and hold.customer_id is not None
+                    else [
+                        i for i in _owed(tx, found.row, hold.customer_id) if i.id == hold.invoice_id
+                    ]
+                )
+                for owed in targets:
+                    record_in_ledger(
+                        tx,
+                        found.row,
+                        owed,
+                        topic="resume",
+                        title="resumed",
+                        words=f"chase resumed (recorded by {who()})",
+                        ref=f"hold-{hold.id}",
+                        facts={"event": "resumed"},
+                    )
             return (
                 f"{what} resumed: collection goes on at the stage now due (no burst of missed ones)"
             )

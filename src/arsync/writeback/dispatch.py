@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,8 @@ CONTACT_KINDS = frozenset({"email", "letter", "call"})
 IN_HAND = frozenset({S.PLANNED, S.READY, S.CLAIMED, S.RETRYING, S.UNKNOWN})
 #: the kinds a stage's note reports on (a hand-over writes its own notes)
 REPORTED_KINDS = ("email", "letter", "call")
+#: how long a stage's note waits, at least, for the other actions of its stage
+NOTE_WAIT = timedelta(minutes=5)
 #: waits before the next try of a passing failure, by attempt (then it is dead)
 BACKOFF = (
     timedelta(minutes=1),
@@ -143,6 +146,7 @@ class Dispatcher:
         words: Words | None = None,
         note_limit: int | None = None,
         mail: MailSettings | None = None,
+        home: Path | None = None,
         limit: int | None = None,
     ) -> None:
         self.store = store
@@ -162,9 +166,14 @@ class Dispatcher:
         self.note_limit = note_limit
         #: the firm's mail server for letters; None: letters wait for a person
         self.mail = mail
+        #: the configuration's home, under whose state folder hand-over packs go when the
+        #: store is not a SQLite file beside them
+        self.home = home
         self.limit = limit
         self.calendar = Calendar.of(policy.calendar, row.country, row.region)
         self._zones: dict[str, ZoneInfo] = {}
+        #: channels the platform closed during this pass, until when and why
+        self._parked_now: dict[str, tuple[datetime, str]] = {}
         self._customers: dict[str, Customer] = {}
 
     # -- the pass ----------------------------------------------------------------------------------
@@ -375,8 +384,8 @@ class Dispatcher:
         with self.store.transaction() as tx:
             for row in claimed:
                 if row.kind in parks:
-                    until, why = parks[row.kind]
-                    self._release(tx, row, until, f"the {row.kind} channel is parked: {why}")
+                    parked_until, why = parks[row.kind]
+                    self._release(tx, row, parked_until, f"the {row.kind} channel is parked: {why}")
                     report.released += 1
                     continue
                 if row.kind in CONTACT_KINDS:
@@ -388,16 +397,20 @@ class Dispatcher:
                         report.released += 1
                         continue
                 if row.kind == "note":
-                    waiting = self._siblings_pending(tx, row)
+                    waiting, until = self._siblings_pending(tx, row)
                     if waiting:
+                        # not before its sibling can move: claimed again now, it would only
+                        # stand in front of the notes that can go
+                        later = max(until or now, now + NOTE_WAIT)
                         self._release(
-                            tx, row, None, f"waits for the stage's {', '.join(waiting)} first"
+                            tx, row, later, f"waits for the stage's {', '.join(waiting)} first"
                         )
                         report.released += 1
                         continue
                 ready.append(row)
         if not ready:
-            return False
+            # everything released to a later moment: the next claim finds the rest
+            return True
         fresh = self._fresh(ready)
         with self.store.reading() as tx:
             holds = tx.holds.active(self.row.id)
@@ -405,6 +418,15 @@ class Dispatcher:
         notes: list[tuple[OutboxRow, str, Go]] = []
         letters: list[tuple[OutboxRow, Go]] = []
         for row in ready:
+            if row.kind in self._parked_now:
+                # the platform closed the channel during this batch: the rest waits, unsent
+                closed_until, closed_why = self._parked_now[row.kind]
+                with self.store.transaction() as tx:
+                    self._release(
+                        tx, row, closed_until, f"the {row.kind} channel is parked: {closed_why}"
+                    )
+                report.released += 1
+                continue
             go = self._decide(row, fresh, holds, unapplied, report)
             if go is None:
                 continue
@@ -539,9 +561,9 @@ class Dispatcher:
         except EmailCapReached as err:
             until = self._tomorrow()
             with self.store.transaction() as tx:
-                tx.outbox.park(
-                    self.row.id, "email", until, f"the platform's daily email cap: {err}"
-                )
+                why = f"the platform's daily email cap: {err}"
+                tx.outbox.park(self.row.id, "email", until, why)
+                self._parked_now["email"] = (until, why)
                 # refused, so surely not sent: it waits for the next day, not for a person
                 self._release(tx, row, until, "the platform's daily email cap is reached")
             report.released += 1
@@ -747,7 +769,7 @@ class Dispatcher:
         from arsync.errors import Busy
         from arsync.writeback import handover
 
-        root = handover.pack_root(self.store, None)
+        root = handover.pack_root(self.store, self.home)
         if root is None:
             with self.store.transaction() as tx:
                 self._finish(
@@ -1068,6 +1090,19 @@ class Dispatcher:
             reason=why,
             sent_at=None,
         )
+        if until is not None and row.kind in REPORTED_KINDS:
+            # the stage's note waits as long: claimed before then, it would only be released
+            for note in tx.outbox.of(
+                self.row.id, subject=row.subject, kinds=["note"], states=[S.READY]
+            ):
+                if note.stage == row.stage and (note.next_at is None or note.next_at < until):
+                    tx.outbox.move(
+                        note,
+                        S.READY,
+                        event="action_waits",
+                        next_at=until,
+                        reason=f"waits for the stage's {row.kind}: {why}",
+                    )
 
     def _release_mine(self, report: Dispatched, why: str) -> None:
         with self.store.transaction() as tx:
@@ -1076,14 +1111,16 @@ class Dispatcher:
                     self._release(tx, row, None, why)
                     report.released += 1
 
-    def _siblings_pending(self, tx: Any, row: OutboxRow) -> list[str]:
-        return sorted(
-            {
-                s.kind
-                for s in tx.outbox.of(self.row.id, subject=row.subject)
-                if s.stage == row.stage and s.kind in REPORTED_KINDS and s.state in IN_HAND
-            }
-        )
+    def _siblings_pending(self, tx: Any, row: OutboxRow) -> tuple[list[str], datetime | None]:
+        """The kinds of the stage's other actions arsync is still working, and the latest
+        moment one of them waits for."""
+        pending = [
+            s
+            for s in tx.outbox.of(self.row.id, subject=row.subject)
+            if s.stage == row.stage and s.kind in REPORTED_KINDS and s.state in IN_HAND
+        ]
+        until = max((s.next_at for s in pending if s.next_at is not None), default=None)
+        return sorted({s.kind for s in pending}), until
 
     def _tomorrow(self) -> datetime:
         now = self.store.clock.now().astimezone(self.firm.zone)

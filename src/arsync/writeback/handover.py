@@ -994,6 +994,7 @@ def perform(
                     title="hand-over",
                     words=f"handed over to {agency} for collection (recorded by {by})",
                     ref=f"hold-{hold.id}",
+                    facts={"event": "handover", "agency": agency},
                 )
             done = HandedOver(
                 connector=row.name,

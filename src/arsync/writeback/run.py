@@ -129,6 +129,7 @@ def unit(
         words=words,
         note_limit=limit,
         mail=runtime.config.settings.mail,
+        home=runtime.config.settings.home,
         limit=None,
     ).run()
 
