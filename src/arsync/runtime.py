@@ -10,6 +10,7 @@ restart. Nothing else in arsync builds sessions or governors for a connector.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from arsync.clock import Clock, SystemClock, sandbox_clock
 from arsync.config import SETTINGS_FILE, Config, ConnectorConfig
 from arsync.connectors.base import Connector, Link, TokenSource, factory_for
 from arsync.connectors.governor import RateGovernor
-from arsync.connectors.http import DEFAULT_TIMEOUT, ApiSession
+from arsync.connectors.http import DEFAULT_TIMEOUT, ApiSession, RetryPolicy
 from arsync.errors import NotConnected
 from arsync.store import ConnectorRow, Store, open_store
 
@@ -89,6 +90,7 @@ class Coordinator:
             governor=self.governor,
             clock=store.clock,
             http=http or httpx.Client(timeout=DEFAULT_TIMEOUT),
+            retry=retry_policy(link),
         )
         self.connector: Connector = factory_for(link.platform)(link, self.session)
 
@@ -173,6 +175,17 @@ class Runtime:
         for app in self._apps:
             app.close()
         self.store.close()
+
+
+def retry_policy(link: Link) -> RetryPolicy:
+    """Retries inside a call, with the connector's own idempotency window if it sets one."""
+    policy = RetryPolicy()
+    window = link.limits.idempotency_window
+    if window is None:
+        return policy
+    return dataclasses.replace(
+        policy, idempotency_window={**policy.idempotency_window, link.platform: window}
+    )
 
 
 def link_for(connector: ConnectorConfig, row: ConnectorRow) -> Link:

@@ -275,6 +275,21 @@ def test_a_valid_connector_and_its_derived_values(home: Path) -> None:
     assert connector.oauth.scopes is None
 
 
+def test_an_idempotency_window_of_its_own_reaches_the_retries(home: Path) -> None:
+    from arsync.connectors.base import Link
+    from arsync.runtime import retry_policy
+
+    connector_file(home, limits={"idempotency_window": "0s"})
+    limits = only_connector(home).limits()
+    assert limits.idempotency_window == timedelta(0)
+    link = Link("acme", "qbo", "1", "https://example.invalid", limits)
+    assert retry_policy(link).idempotency_window["qbo"] == timedelta(0)
+    # unset, the default stands: under the six minutes reported for Xero
+    connector_file(home)
+    default = Link("acme", "xero", "1", "https://example.invalid", only_connector(home).limits())
+    assert retry_policy(default).idempotency_window["xero"] == timedelta(minutes=5)
+
+
 def test_sandbox_endpoints_allow_raised_limits(home: Path) -> None:
     connector_file(
         home,

@@ -428,6 +428,7 @@ class LimitOverrides(_Model):
     concurrent: Positive | None = None
     per_day: Positive | None = None
     park_after: Annotated[timedelta, _duration(timedelta(0), "0 seconds")] | None = None
+    idempotency_window: Annotated[timedelta, _duration(timedelta(0), "0 seconds")] | None = None
 
 
 class EndpointOverrides(_Model):

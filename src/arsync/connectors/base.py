@@ -36,6 +36,10 @@ class Limits:
     per_day: int | None
     #: a wait longer than this parks the connector instead of sleeping in a worker
     park_after: timedelta = timedelta(minutes=5)
+    #: how long the platform is taken to remember a write's idempotency key: a write whose
+    #: reply was lost is sent again under its key only within it (None: RetryPolicy's default,
+    #: 5 minutes, under Xero's reported 6; 0: never, when a platform honours no key)
+    idempotency_window: timedelta | None = None
 
 
 QBO_LIMITS = Limits(per_minute=500, per_second=10, concurrent=10, per_day=None)
