@@ -244,7 +244,7 @@ def test_every_tone_has_a_letter_and_a_call_script(words: Words, tone: Tone) -> 
     assert script.startswith("Call Acme Ltd (no phone number on file")
     assert "Owed: 1,200.00 USD; the oldest invoice is 32 days overdue." in script
     assert "  - 2 Nov 2026 · 30-day reminder emailed" in script
-    assert "arsync promise INVOICE YYYY-MM-DD" in script
+    assert "--outcome promised --on YYYY-MM-DD" in script
 
 
 def test_a_reminder_before_the_due_date_lists_the_open_invoices(words: Words) -> None:

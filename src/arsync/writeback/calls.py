@@ -205,6 +205,11 @@ def outcome_words(
     return said if len(said) <= SAID_MAX else said[: SAID_MAX - 1].rstrip() + "…"
 
 
+def _with_hint(script: str, customer: str) -> str:
+    """The script, and how to record the call unless the script says it (a firm's own)."""
+    return script if "arsync called" in script else script + "\n\n" + record_hint(customer)
+
+
 def record_hint(customer: str) -> str:
     """The line after a call's script: how to record what came of it."""
     return (
@@ -439,7 +444,7 @@ def _call(
         invoices=lines,
         tries=tries,
         history=history,
-        script=words.call_script(facts).rstrip() + "\n\n" + record_hint(name),
+        script=_with_hint(words.call_script(facts).rstrip(), name),
     )
 
 
