@@ -742,14 +742,6 @@ def test_notes_behind_a_batch_of_waiting_notes_are_still_written(engine: Engine)
 
 
 # -- bugs, each marked and named -----------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dispatch.py _settle_one: a lost email reply inside the idempotency window is put "
-    "back to RETRYING with a backoff (next_at = now + 1 min or more) and resent whenever the "
-    "next pass comes, without checking that the key is still remembered then: a pass after "
-    "the window sends the email a second time",
-)
 def test_a_lost_email_reply_is_never_resent_after_the_platform_forgot_its_key(
     engine: Engine,
 ) -> None:
@@ -765,13 +757,6 @@ def test_a_lost_email_reply_is_never_resent_after_the_platform_forgot_its_key(
     assert len(w.effects_of(email)) == 1, "the customer got the same reminder twice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dispatch.py _email (and _notes): the move to 'sending' expects only the state "
-    "CLAIMED, not that this worker still holds the lease; a worker whose lease lapsed while "
-    "another took the action over and sent it sends it again",
-)
 def test_a_worker_whose_lease_lapsed_does_not_send_what_another_worker_took_over(
     engine: Engine,
 ) -> None:
@@ -794,13 +779,6 @@ def test_a_worker_whose_lease_lapsed_does_not_send_what_another_worker_took_over
     assert len(w.effects_of(email)) == 1, "invoice 1 was emailed by both workers"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dispatch.py _email/_retry: an email refused for a passing reason (TransientError: "
-    "surely not sent) keeps its sent_at; when a later claim of it lapses before sending, "
-    "_recover takes it as sent, and on Xero a person is asked about an email that never went",
-)
 def test_an_email_refused_then_interrupted_is_not_left_to_a_person(engine: Engine) -> None:
     w = world(engine, records="xero-silent", windows="none")
     w.platform.arm("email", Fault.FAIL, "1")

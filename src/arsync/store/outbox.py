@@ -250,11 +250,20 @@ class OutboxRepo:
         expect: Iterable[OutboxState] | None = None,
         event: str | None = None,
         detail: dict[str, Any] | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> bool:
         """Move one action to `to` if it is still in one of `expect` (default: the state it was
-        read in), setting `fields`; say so in the trail. False when another process moved it."""
+        read in), setting `fields`; say so in the trail. False when another process moved it.
+
+        `owner`: a claimed action moves only while `owner` holds its lease, so a worker whose
+        lease lapsed (and whose action another worker took over) can no longer move it."""
         states = [s.value for s in (expect if expect is not None else (row.state,))]
+        held = (
+            (_o.lease_owner == owner) | (_o.state != S.CLAIMED.value)
+            if owner is not None
+            else _o.state == _o.state
+        )
         now = self._tx.now
         values: dict[str, Any] = {"state": to.value, "updated_at": now, **fields}
         if to in FINAL and "done_at" not in fields:
@@ -264,7 +273,7 @@ class OutboxRepo:
             values["lease_until"] = None
         moved = self._conn.execute(
             update(outbox)
-            .where(_o.connector_id == row.connector_id, _o.id == row.id, _o.state.in_(states))
+            .where(_o.connector_id == row.connector_id, _o.id == row.id, _o.state.in_(states), held)
             .values(**values)
         ).rowcount
         if moved != 1:

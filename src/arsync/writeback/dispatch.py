@@ -294,7 +294,10 @@ class Dispatcher:
                     result={"note": found.text, "ref": found.ref, "read_back": True},
                 )
             else:
-                self._retry(tx, row, report, "read back: the note is not in the ledger", now)
+                # read back, it is surely not there: writing it (under its key) is safe
+                self._retry(
+                    tx, row, report, "read back: the note is not in the ledger", now, sent_at=None
+                )
             return
         sent = row.sent_at or row.updated_at
         emailed = [e for e in trail.emails if e.at >= sent - CLOCK_MARGIN]
@@ -314,15 +317,21 @@ class Dispatcher:
                 },
             )
         elif trail.emails_recorded:
-            self._retry(tx, row, report, "read back: the platform has not emailed it", now)
-        elif now - sent < self.idempotency_window:
             self._retry(
+                tx, row, report, "read back: the platform has not emailed it", now, sent_at=None
+            )
+        elif now - sent < self.idempotency_window:
+            # at once, while the platform still remembers the key: a repeat is answered, not
+            # performed; a later pass would risk the key being forgotten (see _email's guard)
+            self._finish(
                 tx,
                 row,
+                S.RETRYING,
                 report,
                 "the reply was lost; tried again under the same key while the platform "
                 "remembers it, so it cannot go twice",
-                now,
+                "retry",
+                next_at=now,
             )
         else:
             self._finish(
@@ -534,13 +543,27 @@ class Dispatcher:
     def _email(self, row: OutboxRow, go: Go, report: Dispatched) -> None:
         assert row.invoice_id is not None
         with self.store.transaction() as tx:
+            if row.sent_at is not None and tx.now - row.sent_at >= self.idempotency_window:
+                # an earlier try may have gone, and the platform has forgotten its key by now:
+                # resending could email twice, so the platform is read back first
+                self._finish(
+                    tx,
+                    row,
+                    S.UNKNOWN,
+                    report,
+                    f"an earlier try at {row.sent_at:%Y-%m-%d %H:%M} UTC may have gone and its "
+                    "key has expired: reading the platform back before anything else",
+                    "key_expired",
+                )
+                return
             if not tx.outbox.move(
                 row,
                 S.CLAIMED,
                 event="action_sending",
-                sent_at=tx.now,
+                sent_at=row.sent_at or tx.now,
                 lease_owner=self.owner,
                 lease_until=tx.now + self.lease,
+                owner=self.owner,
             ):
                 return
         try:
@@ -578,13 +601,22 @@ class Dispatcher:
                     row,
                     S.READY,
                     event="action_released",
-                    sent_at=None,
+                    sent_at=row.sent_at,
                     attempts=max(row.attempts - 1, 0),
+                    owner=self.owner,
                 )
             raise
         except TransientError as err:
             with self.store.transaction() as tx:
-                self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+                self._retry(
+                    tx,
+                    row,
+                    report,
+                    str(err),
+                    tx.now,
+                    retry_after=err.retry_after,
+                    sent_at=row.sent_at,
+                )
             return
         except PermanentError as err:
             with self.store.transaction() as tx:
@@ -671,9 +703,10 @@ class Dispatcher:
                     row,
                     S.CLAIMED,
                     event="action_sending",
-                    sent_at=tx.now,
+                    sent_at=row.sent_at or tx.now,
                     lease_owner=self.owner,
                     lease_until=tx.now + self.lease,
+                    owner=self.owner,
                 )
             ]
         try:
@@ -694,7 +727,15 @@ class Dispatcher:
         except TransientError as err:
             with self.store.transaction() as tx:
                 for row in live:
-                    self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+                    self._retry(
+                        tx,
+                        row,
+                        report,
+                        str(err),
+                        tx.now,
+                        retry_after=err.retry_after,
+                        sent_at=row.sent_at,
+                    )
             return
         except PermanentError as err:
             with self.store.transaction() as tx:
@@ -747,7 +788,15 @@ class Dispatcher:
             raise
         except TransientError as err:
             with self.store.transaction() as tx:
-                self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+                self._retry(
+                    tx,
+                    row,
+                    report,
+                    str(err),
+                    tx.now,
+                    retry_after=err.retry_after,
+                    sent_at=row.sent_at,
+                )
             return
         except PermanentError as err:
             with self.store.transaction() as tx:
@@ -848,9 +897,10 @@ class Dispatcher:
                     row,
                     S.CLAIMED,
                     event="action_sending",
-                    sent_at=tx.now,
+                    sent_at=row.sent_at or tx.now,
                     lease_owner=self.owner,
                     lease_until=tx.now + self.lease,
+                    owner=self.owner,
                 )
             ]
         writes = [NoteWrite(r.invoice_id or "", text, r.id) for r, text, _ in live]
@@ -868,14 +918,23 @@ class Dispatcher:
                         row,
                         S.READY,
                         event="action_released",
-                        sent_at=None,
+                        sent_at=row.sent_at,
                         attempts=max(row.attempts - 1, 0),
+                        owner=self.owner,
                     )
             raise
         except TransientError as err:
             with self.store.transaction() as tx:
                 for row, _, _ in live:
-                    self._retry(tx, row, report, str(err), tx.now, retry_after=err.retry_after)
+                    self._retry(
+                        tx,
+                        row,
+                        report,
+                        str(err),
+                        tx.now,
+                        retry_after=err.retry_after,
+                        sent_at=row.sent_at,
+                    )
             return
         by_key = {o.key: o for o in outcomes}
         with self.store.transaction() as tx:
@@ -1040,8 +1099,11 @@ class Dispatcher:
         if result is not None:
             fields["result"] = result
         current = tx.outbox.get(self.row.id, row.id) or row
+        if current.state is S.CLAIMED and current.lease_owner != self.owner:
+            # our lease lapsed and another worker took the action over: it is theirs now
+            return
         expect = (current.state,) if current.state not in FINAL else ()
-        if tx.outbox.move(current, to, expect=expect, detail=detail, **fields):
+        if tx.outbox.move(current, to, expect=expect, detail=detail, owner=self.owner, **fields):
             report.outcomes.append(Outcome(row.id, row.kind, row.subject, to, words))
             log.info(
                 "action",
@@ -1062,6 +1124,7 @@ class Dispatcher:
         now: datetime,
         *,
         retry_after: float | None = None,
+        **more: Any,
     ) -> None:
         current = tx.outbox.get(self.row.id, row.id) or row
         if current.attempts >= MAX_ATTEMPTS:
@@ -1072,12 +1135,13 @@ class Dispatcher:
                 report,
                 f"gave up after {current.attempts} tries: {why}",
                 "attempts",
+                **more,
             )
             return
         wait = BACKOFF[min(max(current.attempts - 1, 0), len(BACKOFF) - 1)]
         if retry_after is not None:
             wait = max(wait, timedelta(seconds=retry_after))
-        self._finish(tx, current, S.RETRYING, report, why, "retry", next_at=now + wait)
+        self._finish(tx, current, S.RETRYING, report, why, "retry", next_at=now + wait, **more)
 
     def _release(self, tx: Any, row: OutboxRow, until: datetime | None, why: str) -> None:
         # nothing left: the claim is handed back as if it had not been made
@@ -1088,7 +1152,9 @@ class Dispatcher:
             next_at=until,
             attempts=max(row.attempts - 1, 0),
             reason=why,
-            sent_at=None,
+            # nothing was sent this time; an earlier try that may have gone still counts
+            sent_at=row.sent_at,
+            owner=self.owner,
         )
         if until is not None and row.kind in REPORTED_KINDS:
             # the stage's note waits as long: claimed before then, it would only be released
