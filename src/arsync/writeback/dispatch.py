@@ -114,6 +114,8 @@ class Outcome:
     subject: str
     state: OutboxState
     words: str
+    #: what a person calls it: the invoice's number and the customer's name
+    label: str = ""
 
 
 @dataclass
@@ -175,12 +177,21 @@ class Dispatcher:
         #: channels the platform closed during this pass, until when and why
         self._parked_now: dict[str, tuple[datetime, str]] = {}
         self._customers: dict[str, Customer] = {}
+        self._numbers: dict[str, str] = {}
 
     # -- the pass ----------------------------------------------------------------------------------
     def run(self) -> Dispatched:
         report = Dispatched(self.row.name)
         self._recover(report)
-        self._settle_unknown(report)
+        try:
+            self._settle_unknown(report)
+        except AuthError as err:
+            report.stopped = f"the platform refused arsync's credentials: {err}"
+            raise
+        except TransientError as err:
+            # nothing was moved: what is unknown stays so until the platform answers
+            report.stopped = f"the platform could not be read back now: {err}"
+            return report
         stale = self._stale()
         if stale:
             report.stopped = stale
@@ -215,6 +226,11 @@ class Dispatcher:
         except Parked as err:
             report.stopped = f"the platform asked to wait: {err}"
             self._release_mine(report, "the platform asked to wait")
+        except TransientError as err:
+            # e.g. the fresh read failed after its retries: nothing of this batch was sent, so
+            # its claims go back now rather than after their lease
+            report.stopped = f"the platform is not answering: {err}"
+            self._release_mine(report, "the platform is not answering")
         return report
 
     # -- settling what an earlier run left ---------------------------------------------------------
@@ -1058,6 +1074,25 @@ class Dispatcher:
             return Event.CALL, {"to": phone} if phone else {}
         return Event.NOTED, {"reason": "noted"}
 
+    def _label(self, tx: Any, row: OutboxRow) -> str:
+        """ "INV-1042 · Harbor Cafe": the invoice as the ledger numbers it, and its customer."""
+        number = self._numbers.get(row.invoice_id or "")
+        if number is None and row.invoice_id:
+            found = tx.records.by_ids(self.row.id, Kind.INVOICE, [row.invoice_id]).get(
+                row.invoice_id
+            )
+            number = (getattr(found, "number", None) or row.invoice_id) if found else row.invoice_id
+            self._numbers[row.invoice_id] = number
+        customer = self._customers.get(row.customer_id)
+        if customer is None:
+            found = tx.records.by_ids(self.row.id, Kind.CUSTOMER, [row.customer_id]).get(
+                row.customer_id
+            )
+            if isinstance(found, Customer):
+                self._customers[row.customer_id] = customer = found
+        name = customer.name if customer is not None else row.customer_id
+        return f"{number} · {name}" if number else name
+
     def _customer(self, customer_id: str) -> Customer | None:
         found = self._customers.get(customer_id)
         if found is None:
@@ -1104,7 +1139,9 @@ class Dispatcher:
             return
         expect = (current.state,) if current.state not in FINAL else ()
         if tx.outbox.move(current, to, expect=expect, detail=detail, owner=self.owner, **fields):
-            report.outcomes.append(Outcome(row.id, row.kind, row.subject, to, words))
+            report.outcomes.append(
+                Outcome(row.id, row.kind, row.subject, to, words, self._label(tx, row))
+            )
             log.info(
                 "action",
                 connector=self.row.name,

@@ -12,6 +12,7 @@ from typing import Any
 
 from arsync.collecting import BadInput, who
 from arsync.config import Config
+from arsync.domain import Customer, Kind
 from arsync.store.outbox import FINAL, OutboxRow
 from arsync.store.states import OutboxState
 from arsync.store.unit import Store, Tx
@@ -25,6 +26,8 @@ SHORT = 8
 class Listed:
     connector: str
     row: OutboxRow
+    #: "INV-1042 · Harbor Cafe": the invoice's number and the customer's name
+    label: str = ""
 
 
 def _find(tx: Tx, ref: str) -> tuple[str, OutboxRow]:
@@ -52,7 +55,17 @@ def listing(
             if names and conn.name not in names:
                 continue
             states = () if everything else tuple(s for s in S if s not in FINAL)
-            out.extend(Listed(conn.name, r) for r in tx.outbox.of(conn.id, states=states))
+            rows = tx.outbox.of(conn.id, states=states)
+            invoices = tx.records.by_ids(
+                conn.id, Kind.INVOICE, {r.invoice_id for r in rows if r.invoice_id}
+            )
+            customers = tx.records.by_ids(conn.id, Kind.CUSTOMER, {r.customer_id for r in rows})
+            for r in rows:
+                invoice = invoices.get(r.invoice_id or "")
+                number = (getattr(invoice, "number", None) or r.invoice_id) if r.invoice_id else ""
+                customer = customers.get(r.customer_id)
+                name = customer.name if isinstance(customer, Customer) else r.customer_id
+                out.append(Listed(conn.name, r, f"{number} · {name}" if number else name))
     return out
 
 
@@ -173,7 +186,7 @@ def render(rows: list[Listed]) -> str:
         why = r.approval if r.state is S.AWAITING_APPROVAL else r.reason
         lines.append(
             f"{item.connector:<{width}}  {r.id[:SHORT]}  {r.state.value.replace('_', ' '):<17} "
-            f"{r.kind:<8} {r.subject:<22} {r.stage_title}"
+            f"{r.kind:<8} {item.label or r.subject:<36} {r.stage_title}"
             + (f"\n{'':<{width}}  {'':<{SHORT}}  {why}" if why else "")
         )
     return "\n".join(lines)
@@ -187,6 +200,7 @@ def to_json(rows: list[Listed]) -> list[dict[str, Any]]:
             "state": item.row.state.value,
             "kind": item.row.kind,
             "subject": item.row.subject,
+            "label": item.label,
             "stage": item.row.stage,
             "at": item.row.at.isoformat(),
             "attempts": item.row.attempts,

@@ -7,7 +7,7 @@ reads everything (the sync too is skipped) and shows what would be sent, writing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,7 +17,7 @@ from arsync.clock import Clock
 from arsync.config import Config, ConnectorConfig
 from arsync.connectors.base import Writer
 from arsync.errors import ArsyncError, ConfigError, Unexpected
-from arsync.escalation.planner import Plan, plan
+from arsync.escalation.planner import Plan, Status, plan
 from arsync.escalation.policy import Policy
 from arsync.escalation.reading import snapshot
 from arsync.escalation.record import settle
@@ -40,8 +40,9 @@ class UnitReport:
     synced: str = ""
     enqueued: Enqueued | None = None
     dispatched: Dispatched | None = None
-    #: dry run: what would be sent now
+    #: dry run: what would be sent now, and what is due but must wait
     would: list[str] = field(default_factory=list)
+    later: str = ""
     error: ArsyncError | None = None
 
     @property
@@ -101,7 +102,17 @@ def unit(
             snap = snapshot(tx, row, policy, firm, now)
             ready = tx.outbox.of(row.id, states=(S.READY, S.RETRYING, S.PLANNED))
         result = plan(snap, policy, now)
-        report.would = would_send(result, ready)
+        names = {p.id: p.name for p in snap.customers.values()}
+        numbers = {i.id: i.number or i.id for i in snap.invoices}
+        report.would = would_send(result, ready, names, numbers)
+        waiting = [d for d in result.decisions if d.status is Status.WAITING and d.at]
+        if waiting:
+            first = min(d.at for d in waiting if d.at is not None)
+            report.later = (
+                f"{len(waiting)} more due but not allowed yet (quiet hours, a closed day, "
+                f"spacing); the first at {first.astimezone(firm.zone):%a %-d %b %H:%M} "
+                f"{firm.zone.key}"
+            )
         return
     with store.transaction() as tx:
         settle(tx, row, policy, firm, tx.now)
@@ -160,22 +171,33 @@ def words_for(
     return words, limit
 
 
-def would_send(result: Plan, queued: Sequence[OutboxRow]) -> list[str]:
-    """Dry run: the actions a run now would take, in words."""
+def would_send(
+    result: Plan,
+    queued: Sequence[OutboxRow],
+    names: Mapping[str, str],
+    numbers: Mapping[str, str],
+) -> list[str]:
+    """Dry run: the actions a run now would take, in words a person reads."""
+
+    def label(invoice_id: str | None, customer_id: str) -> str:
+        number = numbers.get(invoice_id or "", invoice_id or "")
+        return f"{number} · {names.get(customer_id, customer_id)}"
+
     lines: list[str] = []
     seen: set[str] = set()
     for row in queued:
         seen.add(row.id)
         lines.append(
-            f"{row.kind:<8} {row.subject:<24} {row.stage_title} (queued, {row.state.value})"
+            f"{row.kind:<8} {label(row.invoice_id, row.customer_id):<40} {row.stage_title} "
+            f"(queued, {row.state.value.replace('_', ' ')})"
         )
     for action in result.actions():
         if action.id in seen:
             continue
-        waits = f" (waits for approval: {action.approval})" if action.approval else ""
+        waits = " (waits for approval)" if action.approval else ""
         lines.append(
-            f"{action.kind.value:<8} {action.subject:<24} {action.stage_title}, "
-            f"{action.amount}{waits}"
+            f"{action.kind.value:<8} {label(action.invoice_id, action.customer_id):<40} "
+            f"{action.stage_title}, {action.amount}{waits}"
         )
     return lines
 
@@ -188,8 +210,11 @@ def render_units(reports: Sequence[UnitReport], *, dry_run: bool) -> str:
             out.append(f"{r.name}: failed: {r.error}")
             continue
         if dry_run:
-            out.append(f"{r.name}: would send {len(r.would)}" + (":" if r.would else ""))
+            said = f"would do {len(r.would)} thing(s) now" if r.would else "nothing to do now"
+            out.append(f"{r.name}: {said}" + (":" if r.would else ""))
             out.extend(f"  {line}" for line in r.would)
+            if r.later:
+                out.append(f"  {r.later}")
             continue
         head = [f"{r.name}:"]
         if r.synced:
@@ -217,6 +242,7 @@ def render_units(reports: Sequence[UnitReport], *, dry_run: bool) -> str:
         if d is not None:
             for o in d.outcomes:
                 out.append(
-                    f"  {o.action[:8]}  {o.state.value:<12} {o.kind:<6} {o.subject}: {o.words}"
+                    f"  {o.action[:8]}  {o.state.value.replace('_', ' '):<12} {o.kind:<6} "
+                    f"{o.label or o.subject}: {o.words}"
                 )
     return "\n".join(out)
