@@ -158,7 +158,7 @@ def test_a_dry_run_shows_what_would_go_and_writes_nothing(world: World) -> None:
     before = world.mark()
     out = arsync(world.home, "run", "--once", "--dry-run")
     assert out.returncode == 0, out.stderr
-    assert "books-xero: would send 4" in out.stdout
+    assert "books-xero: would do 4 thing(s) now" in out.stdout
     assert out.stdout.count("30-day reminder") == 4
     assert world.mark() == before
     assert world.rows("books-xero") == []
