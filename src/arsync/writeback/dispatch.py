@@ -36,6 +36,7 @@ from arsync.config.models import MailSettings
 from arsync.connectors.base import FreshInvoice, NoteWrite, Trail, Writer
 from arsync.domain import Customer, Invoice, Kind, Money
 from arsync.errors import (
+    ArsyncError,
     AuthError,
     EmailCapReached,
     NoEmailAddress,
@@ -251,6 +252,8 @@ class Dispatcher:
                     tx.outbox.move(
                         row,
                         S.UNKNOWN,
+                        # the process died: not a failure of the action, not a try to count
+                        attempts=max(row.attempts - 1, 0),
                         reason=(
                             f"the claim of {row.lease_owner} lapsed after it was sent at "
                             f"{row.sent_at:%Y-%m-%d %H:%M} UTC: reading the platform back"
@@ -953,9 +956,11 @@ class Dispatcher:
                     )
             return
         by_key = {o.key: o for o in outcomes}
+        stop: ArsyncError | None = None
         with self.store.transaction() as tx:
             for row, text, _ in live:
                 outcome = by_key.get(row.id)
+                error = outcome.error if outcome is not None else None
                 if outcome is not None and outcome.written:
                     self._finish(
                         tx,
@@ -965,11 +970,25 @@ class Dispatcher:
                         "note written",
                         result={"note": text, "ref": outcome.ref},
                     )
-                elif outcome is not None and isinstance(outcome.error, TransientError):
-                    self._retry(tx, row, report, str(outcome.error), tx.now)
+                elif isinstance(error, (AuthError, Parked)):
+                    # not written; the connector stops here, the note waits as it was
+                    self._release(tx, row, None, str(error))
+                    stop = error
+                elif isinstance(error, TransientError):
+                    self._retry(
+                        tx,
+                        row,
+                        report,
+                        str(error),
+                        tx.now,
+                        retry_after=error.retry_after,
+                        sent_at=row.sent_at,
+                    )
                 else:
-                    why = str(outcome.error) if outcome and outcome.error else "no answer for it"
+                    why = str(error) if error is not None else "no answer for it"
                     self._finish(tx, row, S.DEAD, report, f"refused: {why}", "refused")
+        if stop is not None:
+            raise stop
 
     def _call_instead(self, tx: Any, row: OutboxRow) -> None:
         """A reminder that cannot be emailed becomes a call task of the same stage."""

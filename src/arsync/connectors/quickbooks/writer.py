@@ -41,6 +41,7 @@ from arsync.connectors.quickbooks.client import (
 )
 from arsync.domain import Quarantined
 from arsync.errors import (
+    ArsyncError,
     DataError,
     EmailCapReached,
     NoEmailAddress,
@@ -184,10 +185,20 @@ class QuickBooksWriter:
         outcomes: dict[str, NoteOutcome] = {}
         for n in range(0, len(pending), MAX_BATCH_ITEMS):
             chunk = pending[n : n + MAX_BATCH_ITEMS]
-            if len(chunk) == 1:
-                outcomes[chunk[0].key] = self._note_alone(chunk[0])
-            else:
-                outcomes.update(self._note_batch(chunk))
+            try:
+                if len(chunk) == 1:
+                    outcomes[chunk[0].key] = self._note_alone(chunk[0])
+                else:
+                    outcomes.update(self._note_batch(chunk))
+            except OutcomeUnknown:
+                raise
+            except ArsyncError as err:
+                # Surely not performed (a 429, no connection, a 401): this chunk and the rest
+                # are not written, and the chunks before keep their outcomes, so that only
+                # what was not written is tried again.
+                for note in pending[n:]:
+                    outcomes[note.key] = NoteOutcome(note.key, written=False, error=err)
+                break
         return [outcomes[note.key] for note in notes]
 
     def _note_alone(self, note: NoteWrite) -> NoteOutcome:

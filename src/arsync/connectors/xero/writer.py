@@ -33,7 +33,14 @@ from arsync.connectors.base import (
 from arsync.connectors.xero import mapping
 from arsync.connectors.xero.client import Row, XeroClient, parse_xero_date, validation_messages
 from arsync.domain import Invoice, Quarantined
-from arsync.errors import DataError, EmailCapReached, NoEmailAddress, PermanentError
+from arsync.errors import (
+    ArsyncError,
+    DataError,
+    EmailCapReached,
+    NoEmailAddress,
+    OutcomeUnknown,
+    PermanentError,
+)
 
 #: a History record's Details: Xero says 250 characters without saying which; counted in UTF-16
 #: code units (how .NET, Xero's platform, counts a string), the stricter reading for emoji
@@ -121,12 +128,19 @@ class XeroWriter:
                     f"{HISTORY_DETAILS_MAX} for a History record"
                 )
         outcomes: list[NoteOutcome] = []
-        for note in notes:
+        for n, note in enumerate(notes):
             try:
                 self.client.add_history(note.invoice_id, note.text, key=note.key)
             except PermanentError as err:
                 outcomes.append(NoteOutcome(note.key, written=False, error=err))
                 continue
+            except OutcomeUnknown:
+                raise
+            except ArsyncError as err:
+                # Surely not performed (a 429, no connection, a 401): this note and the rest
+                # are not written, and those before it were, so that only they are tried again.
+                outcomes.extend(NoteOutcome(n_.key, written=False, error=err) for n_ in notes[n:])
+                return outcomes
             # A History record has no id of its own in Xero's API.
             outcomes.append(NoteOutcome(note.key, written=True))
         return outcomes
