@@ -30,7 +30,13 @@ from arsync.domain import (
 from arsync.errors import ConfigError, NotConnected
 from arsync.escalation.planner import Action, Day, Plan, Status, forecast, plan, when
 from arsync.escalation.policy import Policy
-from arsync.escalation.reading import TIMEZONE_SETTING, FirmZone, firm_zone, snapshot
+from arsync.escalation.reading import (
+    SEND_TO_SETTING,
+    TIMEZONE_SETTING,
+    FirmZone,
+    firm_zone,
+    snapshot,
+)
 from arsync.escalation.record import settle
 from arsync.escalation.zones import zone_problem
 from arsync.runtime import Runtime
@@ -620,19 +626,51 @@ class Collecting:
             )
 
     def customer_zone(self, ref: str, zone: str | None, *, connector: str | None) -> str:
+        return self.customer_settings(ref, zone=zone, send_to=None, connector=connector)
+
+    def customer_settings(
+        self, ref: str, *, zone: str | None, send_to: str | None, connector: str | None
+    ) -> str:
+        """A customer's own time zone and the address its reminders go to ("" clears one;
+        None leaves it as it is)."""
+        if zone is None and send_to is None:
+            raise BadInput("give --timezone, --send-to or both")
+        said: list[str] = []
         with self.store.transaction() as tx:
             found = find(tx, self.config, ref, connector)
             customer = _customer(found, ref)
-            if zone is not None and zone != "":
-                problem = zone_problem(zone)
-                if problem:
-                    raise BadInput(f"--timezone: {problem}")
-            tx.settings.put(found.row.id, customer.id, TIMEZONE_SETTING, zone or None, set_by=who())
-            return (
-                f"{customer.name}: contacted in {zone}'s quiet hours"
-                if zone
-                else f"{customer.name}: time zone from the billing address again"
-            )
+            if zone is not None:
+                if zone != "":
+                    problem = zone_problem(zone)
+                    if problem:
+                        raise BadInput(f"--timezone: {problem}")
+                tx.settings.put(
+                    found.row.id, customer.id, TIMEZONE_SETTING, zone or None, set_by=who()
+                )
+                said.append(
+                    f"{customer.name}: contacted in {zone}'s quiet hours"
+                    if zone
+                    else f"{customer.name}: time zone from the billing address again"
+                )
+            if send_to is not None:
+                address = send_to.strip()
+                if found.row.platform == "xero" and address:
+                    raise BadInput(
+                        "--send-to: Xero emails an invoice to the contact's own address and to "
+                        "its contact persons marked to receive invoices; add the address to "
+                        f"{customer.name} in Xero (Contact, Contact persons, Include in emails)"
+                    )
+                if address and (address.count("@") != 1 or any(c.isspace() for c in address)):
+                    raise BadInput(f"--send-to: {address!r} is not an email address")
+                tx.settings.put(
+                    found.row.id, customer.id, SEND_TO_SETTING, address or None, set_by=who()
+                )
+                said.append(
+                    f"{customer.name}: reminders emailed to {address} (QuickBooks' sendTo)"
+                    if address
+                    else f"{customer.name}: reminders emailed to the invoice's own address again"
+                )
+        return "\n".join(said)
 
     # -- reading -----------------------------------------------------------------------------
     def planned(self, names: Sequence[str], days: int) -> list[Planned]:

@@ -283,3 +283,43 @@ def test_a_promise_recorded_in_arsync_reaches_the_ledger_once(world: World) -> N
             if h.kind is HoldKind.PROMISE
         ]
     assert len(promises) == 1, promises
+
+
+def test_reminders_go_where_the_firm_says_on_quickbooks_and_xero_refuses_it(world: World) -> None:
+    from arsync.collecting import BadInput, Collecting
+
+    clock = clock_of(world.sandbox)
+    company = world.sandbox.qbo.company(world.qbo.tenant)
+    taken = set(world.qbo.customers.values())
+    spare = next(
+        str(i) for i, c in sorted(company.customers.items()) if c.email and str(i) not in taken
+    )
+    made = world.sandbox.event(
+        "qbo",
+        world.qbo.tenant,
+        {"type": "create_invoice", "customer": spare, "amount": "90.00", "due_date": "2026-10-20"},
+    )
+    with Collecting(world.config, clock) as collecting:
+        said = collecting.customer_settings(
+            spare, zone=None, send_to="payables@example.com", connector="books-qbo"
+        )
+        assert "payables@example.com" in said
+        with pytest.raises(BadInput, match="Contact persons"):
+            collecting.customer_settings(
+                world.xero.customers["soon"],
+                zone=None,
+                send_to="payables@example.com",
+                connector="books-xero",
+            )
+        with pytest.raises(BadInput, match="not an email address"):
+            collecting.customer_settings(
+                spare, zone=None, send_to="payables at example", connector="books-qbo"
+            )
+    start = len(world.sandbox.ledger.entries())
+    world.run()
+    sent = [
+        e
+        for e in performed(world, "email_sent", start)
+        if e.detail.get("invoice") == str(made["invoice"])
+    ]
+    assert [e.detail["to"] for e in sent] == ["payables@example.com"]

@@ -24,6 +24,8 @@ from arsync.store.unit import Tx
 
 #: the per-customer setting that names the customer's own time zone
 TIMEZONE_SETTING = "timezone"
+#: the per-customer setting that names where the platform emails reminders (QBO's sendTo)
+SEND_TO_SETTING = "send_to"
 #: paper-trail actions the write-back records when a stage happened or was superseded
 STAGE_DONE = "stage_done"
 STAGE_SUPERSEDED = "stage_superseded"

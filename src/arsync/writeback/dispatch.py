@@ -48,7 +48,7 @@ from arsync.errors import (
 from arsync.escalation.calendar import Calendar
 from arsync.escalation.planner import action_id
 from arsync.escalation.policy import Policy, Stage, Tone
-from arsync.escalation.reading import TIMEZONE_SETTING, FirmZone, person
+from arsync.escalation.reading import SEND_TO_SETTING, TIMEZONE_SETTING, FirmZone, person
 from arsync.store import ConnectorRow, Store
 from arsync.store.outbox import FINAL, OutboxRow
 from arsync.store.states import OutboxState
@@ -586,7 +586,9 @@ class Dispatcher:
             ):
                 return
         try:
-            evidence = self.writer.email(row.invoice_id, key=row.id)
+            evidence = self.writer.email(
+                row.invoice_id, key=row.id, send_to=self._send_to(row.customer_id)
+            )
         except NoEmailAddress as err:
             with self.store.transaction() as tx:
                 self._finish(
@@ -1111,6 +1113,21 @@ class Dispatcher:
                 self._customers[row.customer_id] = customer = found
         name = customer.name if customer is not None else row.customer_id
         return f"{number} · {name}" if number else name
+
+    def _send_to(self, customer_id: str) -> str | None:
+        """Another address for the customer's reminders, set with `arsync customer --send-to`
+        (QuickBooks only: Xero emails the contact's own addresses)."""
+        if self.row.platform != "qbo":
+            return None
+        with self.store.reading() as tx:
+            return next(
+                (
+                    s.value
+                    for s in tx.settings.of(self.row.id)
+                    if s.customer_id == customer_id and s.key == SEND_TO_SETTING
+                ),
+                None,
+            )
 
     def _customer(self, customer_id: str) -> Customer | None:
         found = self._customers.get(customer_id)
