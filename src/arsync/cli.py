@@ -47,12 +47,16 @@ def demo(
     customers: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per company.")] = 40,
     invoices: Annotated[int, typer.Option(min=0, max=100_000, help="Invoices per company.")] = 300,
 ) -> None:
-    """Try arsync without an account: the two demo companies' receivables, aged.
+    """Try arsync without an account: 100 days of collection on two demo companies.
 
-    Starts the sandbox on a free loopback port with a QuickBooks Online company and a Xero
-    organisation, syncs each into a throw-away store as `arsync sync` would (a full sync; then,
-    after a customer pays and a new invoice is raised, an incremental one) and shows what their
-    customers owe, aged by days overdue.
+    Starts the sandbox on a free loopback port with a QuickBooks Online company, a Xero
+    organisation and a mail server of its own; syncs each company into a throw-away store as
+    `arsync sync` would; then walks the sandbox's clock through 100 days under the standard
+    policy, running each morning what `arsync run --once` runs (reminders emailed by the
+    platform, notes on the invoices, call tasks, letters, a hand-over the owner approves) while
+    customers pay, dispute and promise. Shows what arsync did week by week, two invoices' notes
+    as each platform shows them, and what customers still owe, aged by days overdue. About
+    half a minute with the default books.
     """
     from arsync.demo import render, run_demo
     from arsync.logs import configure
