@@ -44,6 +44,7 @@ from arsync.connectors.base import (
 )
 from arsync.connectors.oauth.app import OAuthApp, TokenRecord
 from arsync.domain import CompanyInfo, Customer, HoldKind, HoldState, Invoice, Kind
+from arsync.escalation.calendar import Calendar
 from arsync.escalation.planner import Action, Status, plan
 from arsync.escalation.policy import ActionKind, Policy, builtin_policies
 from arsync.escalation.reading import FirmZone, firm_zone, snapshot
@@ -264,6 +265,8 @@ class _Company:
     coordinator: Coordinator
     tokens: _Tokens
     firm: FirmZone
+    #: the firm's business days (the policy's weekdays, the country's public holidays)
+    calendar: Calendar
     #: business to happen at BUSINESS_AT on a day
     business: dict[date, list[Callable[[], object]]] = field(default_factory=dict)
     #: invoices that had their first reminder in the demo
@@ -287,9 +290,16 @@ class _Company:
         return self.firm.zone
 
     def on(self, day: date, happen: Callable[[], object]) -> None:
-        """`happen` at BUSINESS_AT on `day`, or the Monday after a weekend: customers and the
-        owner act on working days."""
-        self.business.setdefault(_weekday(day), []).append(happen)
+        """`happen` at BUSINESS_AT on `day`, or on the firm's next business day: customers pay
+        and the owner works on working days, not at weekends or on public holidays."""
+        self.business.setdefault(self.working(day), []).append(happen)
+
+    def working(self, day: date, step: int = 1) -> date:
+        """`day` if the firm works then, else the next business day (or, `step` -1, the one
+        before)."""
+        while not self.calendar.business_day(day):
+            day += timedelta(days=step)
+        return day
 
 
 class _Walk:
@@ -341,7 +351,8 @@ class _Walk:
         firm = firm_zone(row, tenant.timezone, f"connectors/{name}.toml", name)
         demo.zone = firm.zone.key
         demo.from_address = f"accounts@{slug(tenant.name) or 'firm'}.example"
-        self.companies.append(_Company(demo, row, coordinator, tokens, firm))
+        calendar = Calendar.of(self.policy.calendar, row.country, row.region)
+        self.companies.append(_Company(demo, row, coordinator, tokens, firm, calendar))
         return demo
 
     def _dispatcher(self, company: _Company, row: ConnectorRow) -> Dispatcher | None:
@@ -638,12 +649,12 @@ class _Walk:
 
     def _promise(self, company: _Company, invoice_id: str) -> None:
         """The customer promises to pay by a date, as `arsync promise` records it, and pays
-        three days before it."""
+        a few days before it."""
         invoice, customer = self._invoice(company, invoice_id)
         if invoice.balance <= 0:
             return
         today = self.sandbox.clock.now().astimezone(company.zone).date()
-        by = _weekday(today + timedelta(days=10))
+        by = company.working(today + timedelta(days=10))
         named, owed = (
             _named(invoice.number or invoice.id),
             _money(invoice.balance, invoice.currency),
@@ -713,7 +724,8 @@ class _Walk:
                     f"the promised {by:%a %d %b}",
                 )
 
-        company.on(by - timedelta(days=3), pay)
+        # a few days early, on a working day between the promise and the promised date
+        company.on(max(company.working(by - timedelta(days=3), -1), today + timedelta(1)), pay)
 
     def _story_settled(self, company: _Company) -> None:
         """Say once how the story's hold ended, when arsync has recorded its end."""
@@ -868,11 +880,6 @@ class _Walk:
         for company in self.companies:
             company.coordinator.close()
             company.tokens.app.close()
-
-
-def _weekday(day: date) -> date:
-    """The day, or the Monday after it when it falls on a weekend."""
-    return day + timedelta(days=7 - day.weekday()) if day.weekday() >= 5 else day
 
 
 def _named(number: str) -> str:
