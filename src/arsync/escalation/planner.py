@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -524,26 +524,7 @@ class _Planner:
 
     def _in_flight(self) -> dict[str, str]:
         """Invoices that a customer's unapplied payments and credits cover, oldest first."""
-        covered: dict[str, str] = {}
-        by_key: dict[tuple[str, str], list[Invoice]] = defaultdict(list)
-        for invoice in self.s.invoices:
-            by_key[(invoice.customer_id, invoice.currency)].append(invoice)
-        for key, amount in self.s.unapplied.items():
-            if amount <= 0 or key not in by_key:
-                continue
-            left = amount
-            for invoice in sorted(by_key[key], key=lambda i: (i.due_date, i.id)):
-                if invoice.balance <= 0:
-                    continue
-                if left < invoice.balance:
-                    break
-                left -= invoice.balance
-                covered[invoice.id] = (
-                    f"payment in flight: {_money(amount, key[1])} paid or credited but not "
-                    f"applied; ask the bookkeeper to apply {_money(invoice.balance, key[1])} "
-                    "to this invoice"
-                )
-        return covered
+        return in_flight(self.s.invoices, self.s.unapplied)
 
     # -- payment plans ----------------------------------------------------------------------
     def _plans(
@@ -1044,6 +1025,33 @@ def _done(
     )
 
 
+def in_flight(
+    invoices: Iterable[Invoice], unapplied: Mapping[tuple[str, str], Decimal]
+) -> dict[str, str]:
+    """The invoices a customer's unapplied payments and credits cover, oldest first (as the
+    bookkeeper would apply them), each with the words that say so."""
+    covered: dict[str, str] = {}
+    by_key: dict[tuple[str, str], list[Invoice]] = defaultdict(list)
+    for invoice in invoices:
+        by_key[(invoice.customer_id, invoice.currency)].append(invoice)
+    for key, amount in unapplied.items():
+        if amount <= 0 or key not in by_key:
+            continue
+        left = amount
+        for invoice in sorted(by_key[key], key=lambda i: (i.due_date, i.id)):
+            if invoice.balance <= 0:
+                continue
+            if left < invoice.balance:
+                break
+            left -= invoice.balance
+            covered[invoice.id] = (
+                f"payment in flight: {_money(amount, key[1])} paid or credited but not "
+                f"applied; ask the bookkeeper to apply {_money(invoice.balance, key[1])} "
+                "to this invoice"
+            )
+    return covered
+
+
 def count_by(actions: Iterable[Action]) -> dict[ActionKind, int]:
     counts: dict[ActionKind, int] = defaultdict(int)
     for action in actions:
@@ -1062,5 +1070,6 @@ __all__ = [
     "action_id",
     "count_by",
     "forecast",
+    "in_flight",
     "plan",
 ]

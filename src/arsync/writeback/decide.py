@@ -50,14 +50,15 @@ def verdict(
     planned_due: date | None,
     plan_subject: bool,
     holds: Iterable[Hold],
-    unapplied: Mapping[tuple[str, str], Decimal],
+    covered: Mapping[str, str],
     policy: Policy,
     stage: Stage | None,
 ) -> Verdict:
     """What to do with an action on one invoice, given the invoice as the platform has it now.
 
     `plan_subject`: the action chases an instalment of a payment plan (its amount is the
-    instalment's, not the invoice's balance)."""
+    instalment's, not the invoice's balance). `covered`: the invoices unapplied payments or
+    credits cover, with the words that say so (planner.in_flight)."""
     if fresh is None:
         return Skip("the invoice is gone from the ledger (deleted)", "deleted")
     inv = fresh.invoice
@@ -88,13 +89,10 @@ def verdict(
             f"policy's minimum of {Money(floor, inv.currency)}",
             "below_minimum",
         )
-    in_flight = unapplied.get((inv.customer_id, inv.currency), ZERO)
-    if in_flight >= inv.balance:
-        return Skip(
-            f"a payment or credit of {Money(in_flight, inv.currency)} is recorded but not yet "
-            f"applied to {name}: ask the bookkeeper to apply it",
-            "in_flight",
-        )
+    if inv.id in covered:
+        # the planner's own rule (planner.in_flight: unapplied money covers invoices oldest
+        # first), so that what it planned is never skipped here for a reason it did not see
+        return Skip(f"{name}: {covered[inv.id]}", "in_flight")
     if plan_subject:
         return Go(planned_amount)
     balance = Money(inv.balance, inv.currency)

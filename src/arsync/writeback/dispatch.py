@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -46,7 +46,7 @@ from arsync.errors import (
     TransientError,
 )
 from arsync.escalation.calendar import Calendar
-from arsync.escalation.planner import action_id
+from arsync.escalation.planner import action_id, in_flight
 from arsync.escalation.policy import Policy, Stage, Tone
 from arsync.escalation.reading import SEND_TO_SETTING, TIMEZONE_SETTING, FirmZone, person
 from arsync.store import ConnectorRow, Store
@@ -183,6 +183,8 @@ class Dispatcher:
     # -- the pass ----------------------------------------------------------------------------------
     def run(self) -> Dispatched:
         report = Dispatched(self.row.name)
+        # what the platform closed in an earlier pass is in the store's parks, with its end
+        self._parked_now = {}
         self._recover(report)
         try:
             self._settle_unknown(report)
@@ -442,7 +444,9 @@ class Dispatcher:
         fresh = self._fresh(ready)
         with self.store.reading() as tx:
             holds = tx.holds.active(self.row.id)
-            unapplied = tx.records.unapplied(self.row.id)
+            covered = in_flight(
+                tx.records.open_invoices(self.row.id), tx.records.unapplied(self.row.id)
+            )
         notes: list[tuple[OutboxRow, str, Go]] = []
         letters: list[tuple[OutboxRow, Go]] = []
         for row in ready:
@@ -455,7 +459,7 @@ class Dispatcher:
                     )
                 report.released += 1
                 continue
-            go = self._decide(row, fresh, holds, unapplied, report)
+            go = self._decide(row, fresh, holds, covered, report)
             if go is None:
                 continue
             if row.kind == "email":
@@ -504,7 +508,7 @@ class Dispatcher:
         row: OutboxRow,
         fresh: dict[str, FreshInvoice],
         holds: Sequence[Any],
-        unapplied: Any,
+        covered: Mapping[str, str],
         report: Dispatched,
     ) -> Go | None:
         stage = self._stage(row.stage)
@@ -535,7 +539,7 @@ class Dispatcher:
             planned_due=row.due_date,
             plan_subject=row.subject.startswith("plan:"),
             holds=holds,
-            unapplied=unapplied,
+            covered=covered,
             policy=self.policy,
             stage=stage,
         )
