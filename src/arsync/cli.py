@@ -378,16 +378,27 @@ def instalments(
 def customer(
     ref: Annotated[str, typer.Argument(help="The customer (its name).")],
     timezone: Annotated[
-        str,
+        str | None,
         typer.Option(
             help='The customer\'s own time zone (IANA, e.g. "America/Denver"); "" to clear.'
         ),
-    ],
+    ] = None,
+    send_to: Annotated[
+        str | None,
+        typer.Option(
+            "--send-to",
+            help="QuickBooks: email the customer's reminders to this address instead of the "
+            'invoice\'s own; "" to clear.',
+        ),
+    ] = None,
     home: HomeOption = Path(),
     connector: ConnectorOption = None,
 ) -> None:
-    """Set a customer's own time zone, whose quiet hours then apply."""
-    _collecting(home, lambda c: c.customer_zone(ref, timezone, connector=connector))
+    """Set a customer's own time zone (whose quiet hours then apply), or where reminders go."""
+    _collecting(
+        home,
+        lambda c: c.customer_settings(ref, zone=timezone, send_to=send_to, connector=connector),
+    )
 
 
 @app.command()
