@@ -177,6 +177,8 @@ class Dispatcher:
         self._zones: dict[str, ZoneInfo] = {}
         #: channels the platform closed during this pass, until when and why
         self._parked_now: dict[str, tuple[datetime, str]] = {}
+        #: the customers' own settings (time zone, address), read once per pass
+        self._settings: dict[tuple[str, str], str] | None = None
         self._customers: dict[str, Customer] = {}
         self._numbers: dict[str, str] = {}
 
@@ -185,6 +187,7 @@ class Dispatcher:
         report = Dispatched(self.row.name)
         # what the platform closed in an earlier pass is in the store's parks, with its end
         self._parked_now = {}
+        self._settings = None
         self._recover(report)
         try:
             self._settle_unknown(report)
@@ -388,14 +391,7 @@ class Dispatcher:
                 customer = tx.records.by_ids(self.row.id, Kind.CUSTOMER, [customer_id]).get(
                     customer_id
                 )
-                override = next(
-                    (
-                        s.value
-                        for s in tx.settings.of(self.row.id)
-                        if s.customer_id == customer_id and s.key == TIMEZONE_SETTING
-                    ),
-                    None,
-                )
+                override = self._setting(tx, customer_id, TIMEZONE_SETTING)
             if isinstance(customer, Customer):
                 self._customers[customer_id] = customer
                 zone = person(customer, self.firm, override).zone
@@ -1124,14 +1120,14 @@ class Dispatcher:
         if self.row.platform != "qbo":
             return None
         with self.store.reading() as tx:
-            return next(
-                (
-                    s.value
-                    for s in tx.settings.of(self.row.id)
-                    if s.customer_id == customer_id and s.key == SEND_TO_SETTING
-                ),
-                None,
-            )
+            return self._setting(tx, customer_id, SEND_TO_SETTING)
+
+    def _setting(self, tx: Any, customer_id: str, key: str) -> str | None:
+        """A customer's own setting, from the connector's settings read once per pass (not
+        once per action)."""
+        if self._settings is None:
+            self._settings = {(s.customer_id, s.key): s.value for s in tx.settings.of(self.row.id)}
+        return self._settings.get((customer_id, key))
 
     def _customer(self, customer_id: str) -> Customer | None:
         found = self._customers.get(customer_id)
