@@ -233,7 +233,10 @@ def test_a_systemd_credential_wins_over_key_file(
         ({"secrets": {"credential": "../key"}}, "secrets.credential: must be a credential name"),
         ({"secrets": {"credential": ".."}}, "secrets.credential: must be a credential name"),
         ({"store": "sqlite:///x.db"}, 'store: must be a table, got "sqlite:///x.db"'),
-        ({"daemon": {"workers": 2}}, "daemon: unknown key"),
+        ({"daemon": {"workers": 2}}, "daemon.workers: unknown key"),
+        ({"daemon": {"listen": "0.0.0.0:9187"}}, "daemon.listen: must be a loopback address"),
+        ({"digest": {"to": "owner@example.com"}}, "digest: needs [mail]"),
+        ({"unknown": {"x": 1}}, "unknown: unknown key"),
     ],
 )
 def test_arsync_toml_problems_are_plain_sentences(

@@ -359,6 +359,68 @@ def mail_cross(mail: MailSettings) -> list[Located]:
     return found
 
 
+def _loopback(value: str) -> str:
+    """host:port on this machine only (health and metrics are not for the network)."""
+    import ipaddress
+
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise PydanticCustomError("listen", 'must be "host:port", e.g. "127.0.0.1:9187"')
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise PydanticCustomError(
+                "listen", "must be a loopback address (127.0.0.1, ::1 or localhost)"
+            )
+    return value
+
+
+def _local_time(value: str) -> str:
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+    if not m:
+        raise PydanticCustomError("time", 'must be a time of day like "08:00"')
+    return f"{int(m[1]):02d}:{m[2]}"
+
+
+class DaemonSettings(_Model):
+    """How `arsync run` runs: health and metrics, passes, shutdown, leases, housekeeping."""
+
+    #: /healthz and /metrics on this loopback address; "" turns them off
+    listen: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1:9187"
+    #: a full pass per connector (QuickBooks' change feed drops deletions past its cap)
+    full_pass: Annotated[timedelta, _duration(timedelta(hours=1), "1 hour")] = timedelta(days=7)
+    #: how long SIGTERM waits for work in flight before releasing it and exiting
+    stop_within: Annotated[timedelta, _duration(timedelta(seconds=1), "1 second")] = timedelta(
+        seconds=30
+    )
+    #: a connector's lease between replicas on PostgreSQL (taken over after one period)
+    lease: Annotated[timedelta, _duration(timedelta(seconds=10), "10 seconds")] = timedelta(
+        seconds=60
+    )
+    #: sync runs older than this are deleted (the paper trail's events are not runs)
+    keep_runs: Annotated[timedelta, _duration(timedelta(days=1), "1 day")] = timedelta(days=90)
+    #: events older than this are deleted; unset keeps the paper trail for ever
+    keep_events: Annotated[timedelta, _duration(timedelta(days=365), "365 days")] | None = None
+    #: store housekeeping (retention, checkpoint, ANALYZE) this often
+    housekeeping: Annotated[timedelta, _duration(timedelta(hours=1), "1 hour")] = timedelta(
+        days=1
+    )
+
+
+class DigestSettings(_Model):
+    """A daily digest to the firm through [mail]: what was sent, who to call, what waits."""
+
+    to: EmailAddress
+    #: the firm's local time of day it is sent (each connector's firm time zone)
+    at: Annotated[str, AfterValidator(_local_time)] = "08:00"
+
+
 class Settings(_Model):
     """config/arsync.toml."""
 
@@ -369,8 +431,23 @@ class Settings(_Model):
     clock: ClockSettings = Field(default_factory=ClockSettings)
     #: the firm's mail server, for letters; None: no letters are sent
     mail: MailSettings | None = None
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    #: the firm's daily digest; None: none is sent
+    digest: DigestSettings | None = None
 
     _home: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.digest is not None and self.mail is None:
+            raise cross(
+                (
+                    ("digest",),
+                    "needs [mail]: the digest goes through the firm's mail server",
+                    NOTHING,
+                )
+            )
+        return self
 
     @property
     def home(self) -> Path:
