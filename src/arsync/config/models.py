@@ -408,9 +408,7 @@ class DaemonSettings(_Model):
     #: events older than this are deleted; unset keeps the paper trail for ever
     keep_events: Annotated[timedelta, _duration(timedelta(days=365), "365 days")] | None = None
     #: store housekeeping (retention, checkpoint, ANALYZE) this often
-    housekeeping: Annotated[timedelta, _duration(timedelta(hours=1), "1 hour")] = timedelta(
-        days=1
-    )
+    housekeeping: Annotated[timedelta, _duration(timedelta(hours=1), "1 hour")] = timedelta(days=1)
 
 
 class DigestSettings(_Model):
