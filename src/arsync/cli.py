@@ -760,6 +760,17 @@ def sandbox_serve(
     typer.echo("sandbox stopped")
 
 
+def _operations() -> None:
+    """The operator's commands that live beside their logic (their heavy imports are lazy)."""
+    from arsync import backup, doctor
+
+    backup.register(app)
+    doctor.register(app)
+
+
+_operations()
+
+
 def main() -> None:
     try:
         app()
