@@ -415,3 +415,32 @@ channel_parks = Table(
 )
 
 BUSINESS = {"customer": customers, "invoice": invoices, "payment": payments, "credit": credits}
+
+#: the firm's daily digest: one row per firm time zone and firm-local day, claimed (inserted,
+#: "sending") and committed before the message leaves, so that no restart or second replica
+#: sends that day's digest again (writeback/digest.py); DigestState in store/digests.py
+digests = Table(
+    "digests",
+    metadata,
+    #: the IANA zone whose morning it is for, and the day there
+    Column("zone", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    #: DigestState
+    Column("state", String(10), nullable=False),
+    #: who claimed it last (host:pid:tail), and when
+    Column("owner", String(100), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    #: a failed try (nothing left) may be claimed again from this moment, the same day only
+    Column("next_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text),
+    Column("message_id", String(255)),
+    Column("error", Text),
+    #: how many of each thing it told (reminders, calls, waiting...)
+    Column("summary", JSON),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("state IN ('sending', 'sent', 'failed', 'unknown')", name="state"),
+    CheckConstraint("attempts >= 1", name="attempts"),
+)
