@@ -1,25 +1,43 @@
 """`arsync status`: per connector, health, last sync, counts and receivables aging.
 
 Read from the store alone: no API call, no key needed (token expiry times are kept in clear;
-only the tokens themselves are encrypted). Secrets never appear here.
+only the tokens themselves are encrypted). Secrets never appear here. The facts a running
+arsync serves at /healthz and /metrics (health.py: API calls and the day's quota left, actions
+today, the health rule) are read by the same `health.gather`, then the counts and the aging,
+which a scrape does not need, are added here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
 
 from arsync.aging import BUCKETS, OpenItem, age
+from arsync.config import Config
 from arsync.domain import PLATFORM_NAMES
-from arsync.store import ConnectorState, RecordCounts, Store
+from arsync.health import (
+    REFRESH_UNUSED_LIMIT,
+    ConnectorFacts,
+    Expected,
+    judge,
+)
+from arsync.health import gather as gather_facts
+from arsync.store import RecordCounts, Store
 from arsync.words import span
 
-#: Xero refresh tokens die after 60 days unused; QBO's roll for 100 days
-REFRESH_UNUSED_LIMIT = {"xero": timedelta(days=60), "qbo": timedelta(days=100)}
+__all__ = [
+    "BUCKET_KEYS",
+    "REFRESH_UNUSED_LIMIT",
+    "ConnectorStatus",
+    "document",
+    "gather",
+    "render",
+]
+
 BUCKET_KEYS = ("current", "1-30", "31-60", "61-90", "90+")
 
 
@@ -44,6 +62,10 @@ class ConnectorStatus:
     #: the outbox by state ("done", "needs_person"...), and channels parked for the day
     outbox: dict[str, int] = field(default_factory=dict)
     parked_channels: dict[str, str] = field(default_factory=dict)
+    #: the facts health and metrics read (None: the store has never been made)
+    facts: ConnectorFacts | None = None
+    #: why this connector makes arsync unhealthy (health.judge); empty when it does not
+    reasons: list[str] = field(default_factory=list)
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         def iso(t: datetime | None) -> str | None:
@@ -73,6 +95,9 @@ class ConnectorStatus:
             "aging": self.aging,
             "outbox": self.outbox,
             "parked_channels": self.parked_channels,
+            "reasons": self.reasons,
+            # the facts /healthz and /metrics serve, as they are there
+            "facts": self.facts.to_json(now) if self.facts is not None else None,
         }
 
 
@@ -89,63 +114,54 @@ def _counts(counts: RecordCounts) -> dict[str, int]:
 
 def gather(
     store: Store,
-    configured: dict[str, str],
+    configured: Config | Mapping[str, str],
     *,
     only: Sequence[str] = (),
     today: date | None = None,
 ) -> list[ConnectorStatus]:
-    """`configured` maps connector names from connectors/*.toml to their platform codes."""
+    """Each connector's status. `configured` is the configuration, or (as before it was
+    needed) a map of the connector names from connectors/*.toml to their platform codes: then
+    what only the files say (intervals, limits, the firm's zone) is not known, so the health
+    rule is not applied and the day's quota is not said."""
     now = store.clock.now()
     today = today or now.astimezone().date()
+    if isinstance(configured, Config):
+        platforms = {n: c.platform_code for n, c in configured.connectors.items()}
+        expected: Config | dict[str, Expected] = configured
+    else:
+        platforms = dict(configured)
+        expected = {n: Expected(platform=p) for n, p in configured.items()}
+    facts = gather_facts(store, expected, now, only=only)
+    out: list[ConnectorStatus] = []
     with store.reading() as tx:
         rows = {r.name: r for r in tx.connectors.all()}
         last_runs = tx.runs.last_finished()
-        names = sorted(set(configured) | set(rows))
-        if only:
-            names = [n for n in names if n in only]
-        out: list[ConnectorStatus] = []
-        for name in names:
-            row = rows.get(name)
+        for cf in facts.connectors:
+            row = rows.get(cf.name)
             st = ConnectorStatus(
-                name=name,
-                platform=configured.get(name) or (row.platform if row else "?"),
-                configured=name in configured,
+                name=cf.name,
+                platform=platforms.get(cf.name) or (row.platform if row else "?"),
+                configured=cf.configured,
+                health=cf.state,
+                detail=cf.detail,
+                facts=cf,
+                reasons=judge([cf], now, None, None),
             )
             out.append(st)
             if row is None:
-                st.detail = f"run `arsync connect {name}`"
                 continue
-            st.company, st.tenant_id = row.company_name, row.tenant_id
-            st.last_sync_at, st.last_ok_at = row.last_sync_at, row.last_sync_ok_at
-            st.complete = row.last_sync_ok_at is not None
+            st.company, st.tenant_id = cf.company, cf.tenant_id
+            st.last_sync_at, st.last_ok_at = cf.last_sync_at, cf.last_ok_at
+            st.complete = cf.last_ok_at is not None
             run = last_runs.get(row.id)
             st.last_sync_outcome = run.outcome.value if run else None
-            tok = tx.tokens.load(row.id)
-            if tok is not None:
-                st.access_expires_at = tok.access_expires_at
-                limit = REFRESH_UNUSED_LIMIT.get(row.platform)
-                unused = tok.refreshed_at + limit if limit else None
-                st.refresh_expires_at = min(
-                    (t for t in (tok.refresh_expires_at, unused) if t is not None), default=None
-                )
-            if row.status is ConnectorState.RECONNECT_NEEDED:
-                st.health, st.detail = "reconnect needed", row.status_reason
-            elif row.status is not ConnectorState.CONNECTED:
-                st.health, st.detail = "not connected", f"run `arsync connect {name}`"
-            elif row.parked_until is not None and row.parked_at(now):
-                st.health = "parked"
-                st.detail = f"until {row.parked_until:%Y-%m-%d %H:%M} UTC: {row.parked_reason}"
-            elif row.last_error:
-                st.health, st.detail = "failing", row.last_error
-            else:
-                st.health = "ok"
-            if not st.configured:
-                st.detail = (st.detail + "; " if st.detail else "") + "no connectors file any more"
+            st.access_expires_at = cf.access_expires_at
+            st.refresh_expires_at = cf.refresh_expires_at
             st.counts = _counts(tx.records.counts(row.id))
-            st.outbox = {state.value: n for state, n in sorted(tx.outbox.counts(row.id).items())}
+            st.outbox = {state: n for state, n in sorted(cf.outbox.items()) if n}
             st.parked_channels = {
                 channel: f"until {until:%Y-%m-%d %H:%M} UTC: {why}"
-                for channel, (until, why) in tx.outbox.parked(row.id).items()
+                for channel, (until, why) in cf.parked_channels.items()
             }
             items = [
                 OpenItem(i.due_date, i.balance, i.currency)
@@ -163,6 +179,18 @@ def gather(
                     }
                 )
     return out
+
+
+def document(statuses: Sequence[ConnectorStatus], now: datetime) -> dict[str, Any]:
+    """`arsync status --json`: every connector, and whether arsync is healthy by the rule
+    /healthz applies (bar the scheduler's heartbeat, which only the running daemon knows)."""
+    reasons = [r for st in statuses for r in st.reasons]
+    return {
+        "generated_at": now.isoformat(),
+        "ok": not reasons,
+        "reasons": reasons,
+        "connectors": [st.to_json(now) for st in statuses],
+    }
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -212,6 +240,10 @@ def render(
                 f"  last sync   {_ago(st.last_sync_at, now)} ({outcome}); "
                 f"last successful {_ago(st.last_ok_at, now)}"
             )
+        for reason in st.reasons:
+            console.print(f"  [red]late[/]        {escape(reason.removeprefix(st.name + ': '))}")
+        if st.facts is not None and st.counts:
+            console.print(f"  api         {_api(st.facts)}")
         if st.counts:
             c = st.counts
             console.print(
@@ -227,6 +259,8 @@ def render(
             if said:
                 line += f"; {said}"
             console.print(line)
+            if st.facts is not None and any(st.facts.today.values()):
+                console.print(f"  today       {_today(st.facts)}")
             if st.outbox.get("needs_person"):
                 console.print(
                     f"  [yellow]waits[/]       {st.outbox['needs_person']} action(s) wait for a "
@@ -247,6 +281,22 @@ def render(
             )
         _aging_table(console, st, box, Table)
         console.print()
+
+
+def _api(cf: ConnectorFacts) -> str:
+    said = (
+        f"{cf.calls_last_hour:,} call{'s' if cf.calls_last_hour != 1 else ''} in the last hour, "
+        f"{cf.calls_last_day:,} in 24 h"
+    )
+    if cf.day_limit is not None:
+        said += f"; {cf.quota_remaining or 0:,} of the {cf.day_limit:,} a day left"
+    return said
+
+
+def _today(cf: ConnectorFacts) -> str:
+    words = {"needs_person": "waiting for a person"}
+    said = ", ".join(f"{n} {words.get(k, k)}" for k, n in cf.today.items() if n)
+    return f"{said} (since midnight, {cf.zone})"
 
 
 def _aging_table(console: Console, st: ConnectorStatus, box: Any, table_type: Any) -> None:

@@ -76,6 +76,9 @@ class RateGovernor:
         self._not_before = 0.0
         self._hold_reason = ""
         self.calls = 0
+        #: 429 replies to calls through this governor: this process's alone (a restart counts
+        #: from 0 again, as a Prometheus counter may), unlike the calls written down by minute
+        self.throttled = 0
         self._usage = usage
         self._flush_every = flush_every
         self._pending: dict[datetime, int] = {}
@@ -131,6 +134,8 @@ class RateGovernor:
         with self._cond:
             now = self._clock.monotonic()
             self._running -= 1
+            if status == 429:
+                self.throttled += 1
             self._replies.append(now)
             while self._replies and self._replies[0] <= now - 2 * _MINUTE:
                 self._replies.popleft()

@@ -82,6 +82,17 @@ class StoredTokens:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenTimes:
+    """A connector's token times alone, without the encrypted blobs (for health and status)."""
+
+    connector_id: int
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None
+    refreshed_at: datetime
+    connected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One line of the paper trail."""
 
@@ -125,4 +136,5 @@ __all__ = [
     "RecordCounts",
     "StoredTokens",
     "SyncRun",
+    "TokenTimes",
 ]

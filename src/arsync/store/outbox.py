@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from arsync.store.schema import channel_parks, outbox
 from arsync.store.states import Entity, OutboxState
@@ -162,6 +162,28 @@ class OutboxRepo:
             select(_o.state, func.count()).where(_o.connector_id == connector_id).group_by(_o.state)
         )
         return {OutboxState(state): n for state, n in rows}
+
+    def tally(
+        self, starts: Sequence[datetime]
+    ) -> dict[int, dict[OutboxState, tuple[int, tuple[int, ...]]]]:
+        """Every connector's actions by state, in one pass over the outbox: {connector id:
+        {state: (how many, (how many reached that state from `starts[k]` on, for each k))}}.
+
+        An action in a final state reached it when it was done (`done_at`); any other, at its
+        last move (`updated_at`). A few `starts` (one firm's midnight per time zone) cost a
+        column each, not a query each."""
+        final = [s.value for s in FINAL]
+        reached = case((_o.state.in_(final), _o.done_at), else_=_o.updated_at)
+        since = [func.sum(case((reached >= start, 1), else_=0)) for start in starts]
+        rows = self._conn.execute(
+            select(_o.connector_id, _o.state, func.count(), *since).group_by(
+                _o.connector_id, _o.state
+            )
+        )
+        out: dict[int, dict[OutboxState, tuple[int, tuple[int, ...]]]] = {}
+        for cid, state, n, *recent in rows:
+            out.setdefault(cid, {})[OutboxState(state)] = (n, tuple(int(r or 0) for r in recent))
+        return out
 
     def due_count(self, connector_id: int, now: datetime) -> int:
         """Actions that could be claimed now."""
@@ -421,6 +443,14 @@ class OutboxRepo:
             )
         )
         return {r.channel: (r.until, r.reason) for r in rows}
+
+    def parked_by_connector(self, now: datetime) -> dict[int, dict[str, tuple[datetime, str]]]:
+        """Every connector's channels closed at `now`: {connector id: {channel: (until, why)}}."""
+        out: dict[int, dict[str, tuple[datetime, str]]] = {}
+        rows = self._conn.execute(select(channel_parks).where(channel_parks.c.until > now))
+        for r in rows:
+            out.setdefault(r.connector_id, {})[r.channel] = (r.until, r.reason)
+        return out
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, insert, select, update
 
-from arsync.store.models import StoredTokens
+from arsync.store.models import StoredTokens, TokenTimes
 from arsync.store.schema import tokens
 
 if TYPE_CHECKING:
@@ -44,6 +44,29 @@ class TokensRepo:
     def all(self) -> list[StoredTokens]:
         ids = self._conn.execute(select(tokens.c.connector_id)).scalars().all()
         return [t for t in map(self.load, ids) if t is not None]
+
+    def times(self) -> dict[int, TokenTimes]:
+        """Every connector's token times by connector id, in one query and without the blobs."""
+        t = tokens.c
+        rows = self._conn.execute(
+            select(
+                t.connector_id,
+                t.access_expires_at,
+                t.refresh_expires_at,
+                t.refreshed_at,
+                t.connected_at,
+            )
+        )
+        return {
+            row.connector_id: TokenTimes(
+                connector_id=row.connector_id,
+                access_expires_at=row.access_expires_at,
+                refresh_expires_at=row.refresh_expires_at,
+                refreshed_at=row.refreshed_at,
+                connected_at=row.connected_at,
+            )
+            for row in rows
+        }
 
     def save(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -50,6 +50,19 @@ class UsageRepo:
             .order_by(_u.minute)
         )
         return [(row.minute, int(row.calls)) for row in rows]
+
+    def totals(self, day: datetime, hour: datetime) -> dict[int, tuple[int, int]]:
+        """Every connector's calls from `day` on and from `hour` on (a later moment), by
+        connector id, in one pass over the table (what health and metrics read at a scrape)."""
+        recent = func.sum(case((_u.minute >= hour, _u.calls), else_=0))
+        rows = self._conn.execute(
+            select(_u.connector_id, func.sum(_u.calls), recent)
+            .where(_u.minute >= day)
+            .group_by(_u.connector_id)
+        )
+        return {
+            cid: (int(day_calls or 0), int(hour_calls or 0)) for cid, day_calls, hour_calls in rows
+        }
 
     def forget_before(self, connector_id: int, start: datetime) -> None:
         self._conn.execute(
