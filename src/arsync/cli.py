@@ -541,7 +541,8 @@ def run(
         bool, typer.Option("--dry-run", help="Show what would be sent; write nothing.")
     ] = False,
 ) -> None:
-    """Sync, plan, enqueue and send what is due, for each connector (the daemon's unit of work).
+    """The service: sync, plan, enqueue and send what is due, for every connector, until stopped
+    (SIGTERM; SIGHUP reloads the configuration). With --once: one unit of work and exit.
 
     Every action goes through the outbox exactly once: a reminder emailed by QuickBooks or Xero,
     a dated note on the invoice, a call task. With --dry-run nothing is synced or written.
@@ -549,13 +550,17 @@ def run(
     from arsync.writeback.run import render_units, run_once
 
     if not once:
-        typer.secho(
-            "arsync run needs --once for now: it runs one unit of work per connector and "
-            "exits (schedule it, e.g. every 15 minutes, until the long-running service lands)",
-            err=True,
-            fg=typer.colors.RED,
-        )
-        raise typer.Exit(2)
+        if dry_run or names:
+            typer.secho(
+                "arsync run serves every enabled connector until stopped; --dry-run and "
+                "connector names go with --once",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(2)
+        from arsync.daemon import serve
+
+        raise typer.Exit(serve(home, _configured(home)))
     config = _configured(home)
     try:
         reports = run_once(config, names or [], dry_run=dry_run)

@@ -144,6 +144,93 @@ class FollowingClock:
         return "FollowingClock()"
 
 
+class Stopwatch:
+    """Real seconds elapsed, for supervising a process (a stop's bound, the watchdog's beat,
+    how long a unit of work took), never for business time, which is the injected clock's."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def restart(self) -> float:
+        """The seconds elapsed, and start again."""
+        now = time.monotonic()
+        elapsed, self._start = now - self._start, now
+        return elapsed
+
+
+def _read_sandbox(client: httpx.Client, url: str, where: str) -> tuple[datetime, bool]:
+    what = f"{where}: cannot read the sandbox's clock at {url}"
+    try:
+        reply = client.get(f"{url.rstrip('/')}/_sandbox/clock")
+        reply.raise_for_status()
+        body = reply.json()
+        return _utc(datetime.fromisoformat(str(body["now"]))), bool(body["frozen"])
+    except httpx.HTTPError as err:
+        raise ConfigError(
+            f"{what} ({type(err).__name__}: {err}); is `arsync sandbox serve` running there?"
+        ) from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{what}: the answer is not a sandbox's clock ({err})") from err
+
+
+class SandboxFollower:
+    """The sandbox's clock, followed for as long as a process runs (the daemon on the sandbox).
+
+    `refresh()` reads the sandbox again (the daemon does at each wake-up), so a test or the demo
+    moving the sandbox's clock moves the daemon's. Between reads a ticking sandbox is followed
+    in real time and a frozen one stands still. `sleep` behaves as a frozen clock's: it moves
+    this clock forward (never past what the sandbox says later) instead of blocking, so a
+    retry's backoff does not wait for someone to move the sandbox. It never goes back.
+    """
+
+    def __init__(self, url: str, *, where: str = "clock.sandbox") -> None:
+        self._url, self._where = url, where
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0))
+        self._lock = threading.Lock()
+        self._read_at = 0.0
+        self._sandbox = datetime.min.replace(tzinfo=UTC)
+        self._frozen = True
+        self._floor = self._sandbox
+        self.refresh()
+
+    def refresh(self) -> datetime:
+        moment, frozen = _read_sandbox(self._client, self._url, self._where)
+        with self._lock:
+            self._sandbox, self._frozen, self._read_at = moment, frozen, time.monotonic()
+            self._floor = max(self._floor, moment)
+            return self._floor
+
+    def now(self) -> datetime:
+        with self._lock:
+            if self._frozen:
+                return self._floor
+            ticking = self._sandbox + timedelta(seconds=time.monotonic() - self._read_at)
+            self._floor = max(self._floor, ticking)
+            return self._floor
+
+    def monotonic(self) -> float:
+        return self.now().timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._floor += timedelta(seconds=seconds)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the sandbox's clock stood still at the last read."""
+        return self._frozen
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"SandboxFollower({self._url!r})"
+
+
 def sandbox_clock(
     url: str, *, where: str = "clock.sandbox", http: httpx.Client | None = None
 ) -> Clock:
@@ -153,20 +240,9 @@ def sandbox_clock(
     one a `FrozenClock` at its moment. Moving the sandbox's clock later is seen by the next
     arsync command, which reads it again.
     """
-    what = f"{where}: cannot read the sandbox's clock at {url}"
     client = http or httpx.Client(timeout=httpx.Timeout(10.0))
     try:
-        reply = client.get(f"{url.rstrip('/')}/_sandbox/clock")
-        reply.raise_for_status()
-        body = reply.json()
-        moment = _utc(datetime.fromisoformat(str(body["now"])))
-        frozen = bool(body["frozen"])
-    except httpx.HTTPError as err:
-        raise ConfigError(
-            f"{what} ({type(err).__name__}: {err}); is `arsync sandbox serve` running there?"
-        ) from err
-    except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{what}: the answer is not a sandbox's clock ({err})") from err
+        moment, frozen = _read_sandbox(client, url, where)
     finally:
         if http is None:
             client.close()
@@ -180,6 +256,8 @@ __all__ = [
     "FollowingClock",
     "FrozenClock",
     "OffsetClock",
+    "SandboxFollower",
+    "Stopwatch",
     "SystemClock",
     "sandbox_clock",
 ]

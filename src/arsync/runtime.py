@@ -163,6 +163,12 @@ class Runtime:
         self._coordinators[name] = made
         return made
 
+    def forget(self, name: str) -> None:
+        """Close connector `name`'s coordinator (its configuration changed, or it went)."""
+        found = self._coordinators.pop(name, None)
+        if found is not None:
+            found.close()
+
     def token_manager(self, connector: ConnectorConfig, row: ConnectorRow) -> TokenManager:
         from arsync.connectors.oauth import TokenManager, TokenVault
 

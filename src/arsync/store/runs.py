@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -113,3 +114,12 @@ class RunsRepo:
         )
         rows = self._conn.execute(select(sync_runs).where(_r.id.in_(last_ids)))
         return {row.connector_id: _run(row) for row in rows}
+
+    def last_full_ok(self) -> dict[int, datetime]:
+        """When each connector's last good full pass started, by connector id."""
+        rows = self._conn.execute(
+            select(_r.connector_id, func.max(_r.started_at))
+            .where(_r.full.is_(True), _r.outcome == RunOutcome.OK.value)
+            .group_by(_r.connector_id)
+        )
+        return {int(cid): at for cid, at in rows}

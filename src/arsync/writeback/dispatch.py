@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -151,6 +151,7 @@ class Dispatcher:
         mail: MailSettings | None = None,
         home: Path | None = None,
         limit: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.row = row
@@ -173,6 +174,8 @@ class Dispatcher:
         #: store is not a SQLite file beside them
         self.home = home
         self.limit = limit
+        #: asked before each claim: a stopping daemon claims nothing more
+        self.stop = stop or (lambda: False)
         self.calendar = Calendar.of(policy.calendar, row.country, row.region)
         self._zones: dict[str, ZoneInfo] = {}
         #: channels the platform closed during this pass, until when and why
@@ -206,7 +209,7 @@ class Dispatcher:
             handled = 0
             first = ("email", "letter", "call", "handover", "expect")
             for kinds, exclude in ((first, ()), (("note",), ())):
-                while self.limit is None or handled < self.limit:
+                while (self.limit is None or handled < self.limit) and not self.stop():
                     size = (
                         self.batch if self.limit is None else min(self.batch, self.limit - handled)
                     )
@@ -1269,9 +1272,44 @@ class Dispatcher:
         return start.astimezone(now.tzinfo)
 
 
+def abandon(store: Store, connector_id: int, owner: str, why: str) -> tuple[int, int]:
+    """A stopping process hands back its claims that it could not finish in time: what it
+    never sent goes back to ready, what it may have sent is read back by the next pass
+    (unknown), never resent blindly. A worker still busy with one of them can no longer move
+    it (its claim is gone). Returns (released, unknown)."""
+    released = unknown = 0
+    with store.transaction() as tx:
+        for row in tx.outbox.release_owner(connector_id, owner):
+            if row.sent_at is None:
+                moved = tx.outbox.move(
+                    row,
+                    S.READY,
+                    event="action_released",
+                    attempts=max(row.attempts - 1, 0),
+                    reason=f"{why} before anything was sent",
+                    owner=owner,
+                )
+                released += moved
+            else:
+                moved = tx.outbox.move(
+                    row,
+                    S.UNKNOWN,
+                    attempts=max(row.attempts - 1, 0),
+                    reason=(
+                        f"{why} after it was sent at {row.sent_at:%Y-%m-%d %H:%M} UTC: "
+                        "reading the platform back"
+                    ),
+                    reason_code="stopped",
+                    owner=owner,
+                )
+                unknown += moved
+    return released, unknown
+
+
 __all__ = [
     "Dispatched",
     "Dispatcher",
     "Outcome",
+    "abandon",
     "marker",
 ]

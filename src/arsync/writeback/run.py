@@ -7,7 +7,7 @@ reads everything (the sync too is skipped) and shows what would be sent, writing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -87,8 +87,18 @@ def run_once(
 
 
 def unit(
-    runtime: Runtime, connector: ConnectorConfig, report: UnitReport, *, dry_run: bool
+    runtime: Runtime,
+    connector: ConnectorConfig,
+    report: UnitReport,
+    *,
+    dry_run: bool,
+    owner: str | None = None,
+    stop: Callable[[], bool] | None = None,
+    words: tuple[Words, int | None] | None = None,
 ) -> None:
+    """Settle, plan, enqueue and dispatch one connector (its sync already done). `owner`
+    holds the claims (default: a name of its own); `stop` is asked before each claim;
+    `words`: the connector's checked templates, when the caller keeps them loaded."""
     from arsync.collecting import _row, firm_of
 
     policy = runtime.config.policy_of(connector)
@@ -129,7 +139,7 @@ def unit(
         raise ConfigError(f"{connector.name}: its platform cannot write back")
     coordinator.before_work()
     window = coordinator.session.retry.idempotency_window.get(row.platform, timedelta(0))
-    words, limit = words_for(runtime.config, connector, policy, row.platform)
+    words_, limit = words or words_for(runtime.config, connector, policy, row.platform)
     report.dispatched = Dispatcher(
         store=store,
         row=row,
@@ -137,11 +147,13 @@ def unit(
         policy=policy,
         firm=firm,
         idempotency_window=window,
-        words=words,
+        words=words_,
         note_limit=limit,
         mail=runtime.config.settings.mail,
         home=runtime.config.settings.home,
         limit=None,
+        owner=owner,
+        stop=stop,
     ).run()
 
 

@@ -1,0 +1,284 @@
+"""`arsync run` as a process: systemd's notify socket, 100 days on the sandbox, signals.
+
+The daemon runs as the real console script against a sandbox served over loopback HTTP, with
+`$NOTIFY_SOCKET` pointing at a datagram socket this test reads, as systemd's would be. The test
+moves the sandbox's clock a day at a time and waits for the daemon to say (STATUS=) that it
+is idle at the new moment; at the end every email and note the policy called for is in the
+sandbox's ledger exactly once. On the way: SIGHUP with a broken policy keeps the daemon on the
+old one; SIGTERM while a reminder is in flight (the sandbox holds the reply) exits 0 within
+the bound, and so does one whose reply outlasts the bound; each restart finishes the work with
+no duplicate.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from arsync.config import load
+from arsync.logs import configure
+from arsync.runtime import Runtime
+from arsync.sandbox import Sandbox, SandboxServer
+from arsync.sandbox.core import QboLimits, XeroLimits
+from arsync.sandbox.faults import FaultKind, FaultRule
+from arsync.store.states import OutboxState
+from arsync.writeback.dispatch import marker
+from tests.e2e.test_escalation_scenarios import connect
+from tests.e2e.test_sync_e2e import SECRETS, write_home
+from tests.e2e.test_writeback_e2e import Company, World, _raise
+from tests.support import clock_of, make_sandbox
+
+#: Tue 24 Nov 2026, 18:00 UTC: 18:00 in London, 10:00 in Los Angeles (both inside 08:00-21:00)
+START = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+DAYS = 100
+INVOICES = {
+    "thirty": (date(2026, 10, 20), Decimal("1200.00")),
+    "soon": (date(2026, 11, 27), Decimal("300.00")),
+    "sixty": (date(2026, 9, 20), Decimal("724.64")),
+    # its stages fall inside the hundred days: 27 Nov, 30 Dec, 29 Jan, 1 Mar (28 Feb a Sunday)
+    "later": (date(2026, 11, 30), Decimal("88.10")),
+}
+ARSYNC = [str(Path(sys.executable).with_name("arsync"))]
+#: real seconds to wait for the daemon at any one point (generous: CI machines are slow)
+PATIENCE = 120.0
+STOP_WITHIN = 3
+
+
+class Systemd:
+    """The notify socket's other end: what the daemon told systemd, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def receive(self, timeout: float) -> dict[str, str] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return None
+        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+        self.messages.append(fields)
+        return fields
+
+    def wait_for(self, key: str, pattern: str = "", *, process: subprocess.Popen[str]) -> str:
+        """The next message whose `key` matches `pattern` (a regex); fails if the daemon dies."""
+        for _ in range(int(PATIENCE * 10)):
+            got = self.receive(0.1)
+            if got is not None and key in got and re.search(pattern, got[key]):
+                return got[key]
+            if got is None and process.poll() is not None:
+                pytest.fail(f"arsync run exited ({process.returncode}) waiting for {key}")
+        pytest.fail(f"no {key} matching {pattern!r} from arsync run; last: {self.messages[-3:]}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Service:
+    world: World
+    tmp: Path
+    process: subprocess.Popen[str] | None = None
+    systemd: Systemd | None = None
+    starts: int = 0
+    exits: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.starts += 1
+        self.systemd = Systemd(self.tmp / f"notify-{self.starts}.sock")
+        env = {
+            **os.environ,
+            **SECRETS,
+            "NOTIFY_SOCKET": str(self.systemd.path),
+            "WATCHDOG_USEC": "2000000",
+        }
+        env.pop("WATCHDOG_PID", None)
+        log = (self.tmp / f"daemon-{self.starts}.log").open("w")
+        self.process = subprocess.Popen(
+            [*ARSYNC, "run", "--home", str(self.world.home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.systemd.wait_for("READY", "1", process=self.process)
+
+    def idle_at(self, moment: datetime) -> None:
+        """Wait for the daemon to say it is idle at `moment` (or later)."""
+        assert self.systemd is not None and self.process is not None
+        for _ in range(int(PATIENCE * 10)):
+            status = self.systemd.wait_for("STATUS", "idle at", process=self.process)
+            seen = re.search(r"idle at (\S+ \S+) UTC", status)
+            assert seen is not None
+            at = datetime.strptime(seen[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            if at >= moment:
+                return
+        pytest.fail(f"arsync run never went idle at {moment}")
+
+    def stop(self) -> int:
+        assert self.process is not None and self.systemd is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=STOP_WITHIN + PATIENCE)
+        self.exits.append(code)
+        self.systemd.close()
+        return code
+
+    def log(self) -> str:
+        return "\n".join(
+            (self.tmp / f"daemon-{n}.log").read_text() for n in range(1, self.starts + 1)
+        )
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    sandbox = make_sandbox(
+        customers=10,
+        invoices=0,
+        start=START - timedelta(days=1),
+        qbo=QboLimits(per_second=10_000, per_minute=100_000),
+        xero=XeroLimits(per_minute=100_000, per_day=1_000_000),
+    )
+    tmp = tmp_path_factory.mktemp("daemon")
+    with pytest.MonkeyPatch.context() as env, SandboxServer(sandbox) as server:
+        for key, value in SECRETS.items():
+            env.setenv(key, value)
+        configure(level="warning", fmt="json")
+        home = tmp / "home"
+        write_home(home, server.url, f"sqlite:///{tmp / 'arsync.db'}")
+        with (home / "config" / "arsync.toml").open("a") as settings:
+            settings.write(f'[daemon]\nlisten = ""\nstop_within = "{STOP_WITHIN}s"\n')
+        connect(home, "books-xero")
+        connect(home, "books-qbo")
+        tenants = {t.platform: t.tenant_id for t in sandbox.tenants()}
+        xero = Company("books-xero", "xero", tenants["xero"])
+        qbo = Company("books-qbo", "qbo", tenants["qbo"])
+        org = sandbox.xero.org(xero.tenant)
+        british = [c for c in org.contact_list if c.currency == "GBP" and c.email]
+        xero.customers = dict(zip(INVOICES, [c.contact_id for c in british], strict=False))
+        company = sandbox.qbo.company(qbo.tenant)
+        with_email = [str(i) for i, c in sorted(company.customers.items()) if c.email]
+        qbo.customers = dict(zip(INVOICES, with_email, strict=False))
+        world = World(sandbox, load(home), home, xero, qbo)
+        _raise(world, xero, INVOICES)
+        _raise(world, qbo, INVOICES)
+        sandbox.clock.set(START)
+        service = Service(world, tmp)
+        try:
+            yield service
+        finally:
+            if service.process is not None and service.process.poll() is None:
+                service.process.kill()
+                service.process.wait()
+
+
+def in_flight(sandbox: Sandbox, rule_id: int) -> bool:
+    return any(r.id == rule_id and r.fired for r in sandbox.faults.rules)
+
+
+def test_a_hundred_days_of_the_daemon(service: Service) -> None:
+    world, sandbox = service.world, service.world.sandbox
+    service.start()
+    assert service.process is not None and service.systemd is not None
+    service.idle_at(START)
+    # the watchdog is fed from the loop's own beat
+    service.systemd.wait_for("WATCHDOG", "1", process=service.process)
+    policies = world.home / "config" / "policies"
+    day = 0
+    while day < DAYS:
+        day += 1
+        moment = sandbox.clock.set(START + timedelta(days=day))
+        if day == 10:
+            # a broken policy: SIGHUP keeps the daemon on the old one, and it says why
+            policies.mkdir(parents=True, exist_ok=True)
+            (policies / "standard.toml").write_text("[[stages]]\nname = 3\n")
+            service.process.send_signal(signal.SIGHUP)
+            refused = service.systemd.wait_for("STATUS", "reload refused", process=service.process)
+            assert "standard" in refused
+            (policies / "standard.toml").unlink()
+        if day in (36, 66):
+            # SIGTERM while the "later" invoice's reminder is in flight: the sandbox holds the
+            # email's reply (within the bound on day 36, past it on day 66); the daemon exits
+            # 0 either way
+            delay = 1.0 if day == 36 else STOP_WITHIN + 3.0
+            rule = sandbox.faults.add(
+                FaultRule(
+                    FaultKind.SLOW,
+                    platform="xero",
+                    endpoint="POST */Email",
+                    params={"delay": delay},
+                    times=1,
+                )
+            )
+            sent = sandbox.ledger.count(kind="email_sent", platform="xero")
+            for _ in range(int(PATIENCE * 20)):
+                if in_flight(sandbox, rule.id) or service.process.poll() is not None:
+                    break
+                service.systemd.receive(0.05)
+            assert in_flight(sandbox, rule.id), "the SIGTERM would not land mid-call"
+            assert sandbox.ledger.count(kind="email_sent", platform="xero") == sent, (
+                "landed after the email"
+            )
+            assert service.stop() == 0
+            # the platform plays out the held request (performed, or dropped with its
+            # client) before the daemon starts again; the restart settles it under its key
+            time.sleep(delay)
+            service.start()
+        service.idle_at(moment)
+    assert service.stop() == 0
+    assert service.exits == [0, 0, 0]
+    check_exactly_once(world)
+    text = service.log()
+    assert '"event": "cycle"' in text
+    for secret in SECRETS.values():
+        assert secret not in text
+
+
+def check_exactly_once(world: World) -> None:
+    sandbox = world.sandbox
+    emails = collections.Counter(
+        e.idempotency_key for e in sandbox.ledger.entries(kind="email_sent")
+    )
+    assert emails and all(n == 1 for n in emails.values()), emails.most_common(3)
+    notes = [str(e.detail) for e in sandbox.ledger.entries(kind="note_added")]
+    runtime = Runtime.open(world.config, clock_of(sandbox))
+    try:
+        stages: dict[str, set[str]] = {}
+        for company in (world.xero, world.qbo):
+            with runtime.store.reading() as tx:
+                row = tx.connectors.by_name(company.name)
+                assert row is not None
+                rows = tx.outbox.of(row.id)
+            for r in rows:
+                if r.kind == "email":
+                    assert r.state in (OutboxState.DONE, OutboxState.SKIPPED), r
+                    assert (emails[r.id] == 1) == (r.state is OutboxState.DONE), r
+                    if r.state is OutboxState.DONE:
+                        stages.setdefault(f"{company.name}:{r.invoice_id}", set()).add(r.stage)
+                if r.kind == "note" and r.state is OutboxState.DONE:
+                    assert sum(f"ref {marker(r.id)}" in n for n in notes) == 1, r
+            # the unpaid invoices went through every stage the standard policy emails
+            sixty = stages[f"{company.name}:{company.ids['sixty']}"]
+            assert {"overdue-90"} <= sixty, sixty
+            later = stages[f"{company.name}:{company.ids['later']}"]
+            assert {"overdue-30", "overdue-60", "overdue-90"} <= later, later
+        # (QuickBooks' company is Californian: its friendly reminder fell on the day after
+        # Thanksgiving, a state holiday, and then on the due date itself, too late for it)
+        assert "due-soon" in stages[f"{world.xero.name}:{world.xero.ids['later']}"]
+    finally:
+        runtime.close()
