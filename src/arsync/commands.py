@@ -245,7 +245,7 @@ def exit_code(reports: list[SyncReport]) -> int:
 def status(
     config: Config, names: Sequence[str], *, as_json: bool, clock: Clock | None = None
 ) -> None:
-    from arsync.status import ConnectorStatus, gather, render
+    from arsync.status import ConnectorStatus, document, gather, render
 
     for n in names:
         config.connector(n)
@@ -262,16 +262,12 @@ def status(
     else:
         runtime = Runtime.open(config, clock)
         try:
-            statuses = gather(runtime.store, configured, only=names)
+            statuses = gather(runtime.store, config, only=names)
         finally:
             runtime.close()
     now = clock.now()
     if as_json:
-        json.dump(
-            {"generated_at": now.isoformat(), "connectors": [s.to_json(now) for s in statuses]},
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(document(statuses, now), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         render(statuses, now)

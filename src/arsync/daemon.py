@@ -142,6 +142,7 @@ class Watched:
     cycle: Every
     full: Every
     busy: Future[None] | None = None
+    busy_since: datetime | None = None
     #: when it went down, and why (an outage is logged once, its end once)
     down_since: datetime | None = None
     down_why: str = ""
@@ -171,6 +172,9 @@ class Daemon:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runtime: Runtime | None = None
         self.replica: Replica | None = None
+        self.served: Any = None
+        self._digest: Future[None] | None = None
+        self._digest_checked: datetime | None = None
         #: connector ids by name, as of the last claim
         self._ids: dict[str, int] = {}
         self._claimed_at: datetime | None = None
@@ -216,6 +220,23 @@ class Daemon:
         self.runtime = Runtime(self.config, store)
         self.replica = Replica(store, name=self.owner, lease=self.config.settings.daemon.lease)
         self.replica.start()  # a second daemon on one SQLite store stops here, saying why
+        problems = self._digest_problems(self.config)
+        if problems:
+            raise ConfigError("the digest's templates would not work:\n  " + "\n  ".join(problems))
+        listen = self.config.settings.daemon.listen
+        if listen:
+            from arsync import health
+
+            self.served = health.serve(
+                listen,
+                health.app(
+                    store,
+                    lambda: self.config,
+                    live=self._live,
+                    heartbeat=health.Heartbeat(self.heartbeat_age, period=BEAT),
+                ),
+            )
+            log.info("health and metrics served", url=f"{self.served.url}/healthz")
         with self.runtime.store.reading() as tx:
             rows = {r.name: r for r in tx.connectors.all()}
             last_full = tx.runs.last_full_ok()
@@ -295,6 +316,8 @@ class Daemon:
                 if full:
                     watched.full.fired(now)
                 watched.busy = self._pool.submit(self._cycle, watched, full)
+                watched.busy_since = now
+        self._digests(now)
         if self.housekeeping is not None and self.housekeeping.due(now):
             self.housekeeping.fired(now)
             self._jobs.append(self._pool.submit(self._housekeep))
@@ -331,6 +354,60 @@ class Daemon:
         if self.replica.problem:
             log.warning("replica lease trouble", problem=self.replica.problem)
         return owned
+
+    def _digests(self, now: datetime) -> None:
+        """The firm's digest, when one is due (looked for once a minute of the clock's time)."""
+        if self.config.settings.digest is None or self._stop.is_set():
+            return
+        if self._digest is not None and not self._digest.done():
+            return
+        if self._digest_checked is not None and now - self._digest_checked < timedelta(minutes=1):
+            return
+        self._digest_checked = now
+        assert self._pool is not None
+        self._digest = self._pool.submit(self._send_digests, now)
+        self._jobs.append(self._digest)
+
+    def _send_digests(self, now: datetime) -> None:
+        from arsync.writeback import digest
+
+        assert self.runtime is not None
+        try:
+            for due in digest.due(self.runtime.store, self.config, now):
+                sent = digest.send(self.runtime.store, self.config, due)
+                log.info(
+                    "digest",
+                    zone=due.zone,
+                    day=due.day.isoformat(),
+                    outcome=str(sent.outcome),
+                    to=sent.to,
+                    error=sent.error,
+                )
+        except Exception:
+            log.exception("digest failed")
+
+    @staticmethod
+    def _digest_problems(config: Config) -> list[str]:
+        if config.settings.digest is None:
+            return []
+        from arsync.writeback import digest
+
+        return digest.check(config.home)
+
+    def _live(self) -> dict[str, Any]:
+        from arsync.health import Live
+
+        assert self.runtime is not None
+        live: dict[str, Any] = {}
+        for name, coordinator in self.runtime.coordinators().items():
+            watched = self.watched.get(name)
+            busy = watched is not None and watched.busy is not None
+            live[name] = Live.of(
+                coordinator.governor,
+                job="cycle" if busy else None,
+                job_since=watched.busy_since if watched is not None and busy else None,
+            )
+        return live
 
     def idle(self) -> bool:
         """Nothing running and nothing due now."""
@@ -515,6 +592,11 @@ class Daemon:
             fresh = load(self.home)
             for connector in self._enabled(fresh):
                 words_for(fresh, connector, fresh.policy_of(connector), connector.platform_code)
+            problems = self._digest_problems(fresh)
+            if problems:
+                raise ConfigError(
+                    "the digest's templates would not work:\n  " + "\n  ".join(problems)
+                )
         except ArsyncError as err:
             log.error("configuration not reloaded: still running on the old one", error=str(err))
             self.notifier.send(
@@ -526,6 +608,7 @@ class Daemon:
             key
             for key, a, b in (
                 ("store.url", old.settings.store_url(), fresh.settings.store_url()),
+                ("daemon.listen", old.settings.daemon.listen, fresh.settings.daemon.listen),
                 ("clock.sandbox", old.settings.clock.sandbox, fresh.settings.clock.sandbox),
             )
             if a != b
@@ -668,6 +751,9 @@ class Daemon:
                 signal.signal(s, h)
 
     def _close(self) -> None:
+        if self.served is not None:
+            with contextlib.suppress(Exception):
+                self.served.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.replica is not None:

@@ -163,6 +163,10 @@ class Runtime:
         self._coordinators[name] = made
         return made
 
+    def coordinators(self) -> dict[str, Coordinator]:
+        """The coordinators built so far, by connector name (a copy)."""
+        return dict(self._coordinators)
+
     def forget(self, name: str) -> None:
         """Close connector `name`'s coordinator (its configuration changed, or it went)."""
         found = self._coordinators.pop(name, None)

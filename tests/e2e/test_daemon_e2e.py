@@ -26,7 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from arsync.config import load
 from arsync.logs import configure
@@ -139,6 +141,13 @@ class Service:
         self.systemd.close()
         return code
 
+    def health_url(self) -> str:
+        """Where this start serves /healthz and /metrics (port 0: the daemon logged it)."""
+        text = (self.tmp / f"daemon-{self.starts}.log").read_text()
+        found = re.search(r'"url": "(http://127\.0\.0\.1:\d+)/healthz"', text)
+        assert found, text[-2000:]
+        return found[1]
+
     def log(self) -> str:
         return "\n".join(
             (self.tmp / f"daemon-{n}.log").read_text() for n in range(1, self.starts + 1)
@@ -162,7 +171,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         home = tmp / "home"
         write_home(home, server.url, f"sqlite:///{tmp / 'arsync.db'}")
         with (home / "config" / "arsync.toml").open("a") as settings:
-            settings.write(f'[daemon]\nlisten = ""\nstop_within = "{STOP_WITHIN}s"\n')
+            settings.write(f'[daemon]\nlisten = "127.0.0.1:0"\nstop_within = "{STOP_WITHIN}s"\n')
         connect(home, "books-xero")
         connect(home, "books-qbo")
         tenants = {t.platform: t.tenant_id for t in sandbox.tenants()}
@@ -240,6 +249,7 @@ def test_a_hundred_days_of_the_daemon(service: Service) -> None:
             time.sleep(delay)
             service.start()
         service.idle_at(moment)
+    check_health(service)
     assert service.stop() == 0
     assert service.exits == [0, 0, 0]
     check_exactly_once(world)
@@ -247,6 +257,24 @@ def test_a_hundred_days_of_the_daemon(service: Service) -> None:
     assert '"event": "cycle"' in text
     for secret in SECRETS.values():
         assert secret not in text
+
+
+def check_health(service: Service) -> None:
+    url = service.health_url()
+    with httpx.Client(timeout=30) as client:
+        healthz = client.get(f"{url}/healthz")
+        assert healthz.status_code == 200, healthz.text
+        assert healthz.json()["ok"] is True
+        metrics = client.get(f"{url}/metrics")
+    assert metrics.status_code == 200
+    done = {
+        sample.labels["connector"]: sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "arsync_outbox_actions" and sample.labels.get("state") == "done"
+    }
+    assert set(done) == {"books-qbo", "books-xero"}
+    assert all(n > 0 for n in done.values())
 
 
 def check_exactly_once(world: World) -> None:
