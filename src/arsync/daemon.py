@@ -409,6 +409,16 @@ class Daemon:
             )
         return live
 
+    def settle(self) -> int:
+        """Step the loop until nothing runs and nothing is due; the passes it took. The demo
+        drives the service so, moving the sandbox's clock between calls (start() first)."""
+        passes = self.passes
+        while True:
+            self.step()
+            if self.idle() or self._stop.is_set():
+                return self.passes - passes
+            self._wait()
+
     def idle(self) -> bool:
         """Nothing running and nothing due now."""
         now = self.clock.now()
