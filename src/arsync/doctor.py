@@ -1168,8 +1168,8 @@ class _Doctor:
                 Status.WARNING,
                 f"the link was {_days(was_left)} from lapsing ({was.why}, on {_when(was.at)}): "
                 f"arsync had not refreshed it for {_days(unused)}{renewed}",
-                f"keep arsync running: schedule `arsync run --once` (every sync refreshes a "
-                f"link unused for a week), or run `arsync sync {name}` now",
+                "keep arsync running: `arsync run` (the service) refreshes every link unused "
+                f"for a week at its next cycle; or run `arsync sync {name}` now",
                 connector=name,
             )
             return

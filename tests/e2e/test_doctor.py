@@ -348,7 +348,7 @@ def test_a_link_close_to_its_horizon_is_a_warning(home: Path, sandbox: Sandbox) 
     assert close["said"].startswith("the link was 20 days from lapsing (60 days unused")
     # the doctor's own call refreshed the stale access token, which renewed the link: said
     assert "this check's call just refreshed it" in close["said"]
-    assert close["fix"].startswith("keep arsync running: schedule `arsync run --once`")
+    assert close["fix"].startswith("keep arsync running: `arsync run` (the service) refreshes")
     assert "`arsync sync books-xero`" in close["fix"]
     assert one(report, "connector.horizon", "books-qbo")["status"] == "ok"
 
