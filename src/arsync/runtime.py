@@ -11,6 +11,7 @@ restart. Nothing else in arsync builds sessions or governors for a connector.
 from __future__ import annotations
 
 import dataclasses
+import http.cookiejar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,8 @@ class Coordinator:
         self.tokens = tokens
         self.store = store
         self.clock = store.clock
+        #: a client handed in is shared with other coordinators: closing this one leaves it
+        self._own_http = http is None
         self.governor = RateGovernor(
             link.limits, store.clock, usage=StoreUsage(store, connector_id)
         )
@@ -111,7 +114,8 @@ class Coordinator:
 
     def close(self) -> None:
         self.governor.flush()
-        self.session.close()
+        if self._own_http:
+            self.session.close()
 
 
 class Runtime:
@@ -124,12 +128,28 @@ class Runtime:
         self._fernet: MultiFernet | None = None
         self._coordinators: dict[str, Coordinator] = {}
         self._apps: list[OAuthApp] = []
+        self._http: httpx.Client | None = None
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None) -> Runtime:
         """Open the configured store (migrating it) on the configured clock."""
         clock = clock or clock_for(config)
         return cls(config, open_store(config.settings.store_url(), clock))
+
+    def http(self) -> httpx.Client:
+        """The one HTTP client of this process's coordinators and OAuth apps: its connection
+        pool and TLS context are made once, not twice per connector (35 ms and a TLS context
+        each), and connections to a platform are kept alive across connectors and cycles."""
+        if self._http is None:
+            # no cookie is kept: a platform's cookie for one company must not ride along
+            # with the calls of another through the shared client
+            refuse = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+            self._http = httpx.Client(
+                timeout=DEFAULT_TIMEOUT,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                cookies=http.cookiejar.CookieJar(policy=refuse),
+            )
+        return self._http
 
     def key_ring(self, *, create: bool = False) -> MultiFernet:
         from arsync.connectors.oauth import load_key
@@ -142,7 +162,7 @@ class Runtime:
         return self._fernet
 
     def oauth_app(self, connector: ConnectorConfig) -> OAuthApp:
-        app = oauth_app(connector, self.clock)
+        app = oauth_app(connector, self.clock, http=self.http())
         self._apps.append(app)
         return app
 
@@ -158,7 +178,12 @@ class Runtime:
         if not row.linked or row.tenant_id is None:
             raise NotConnected(f"not connected yet: run `arsync connect {name}`")
         made = Coordinator(
-            name, row.id, link_for(connector, row), self.token_manager(connector, row), self.store
+            name,
+            row.id,
+            link_for(connector, row),
+            self.token_manager(connector, row),
+            self.store,
+            http=self.http(),
         )
         self._coordinators[name] = made
         return made
@@ -184,6 +209,8 @@ class Runtime:
             coordinator.close()
         for app in self._apps:
             app.close()
+        if self._http is not None:
+            self._http.close()
         self.store.close()
 
 
@@ -210,7 +237,9 @@ def link_for(connector: ConnectorConfig, row: ConnectorRow) -> Link:
     )
 
 
-def oauth_app(connector: ConnectorConfig, clock: Clock) -> OAuthApp:
+def oauth_app(
+    connector: ConnectorConfig, clock: Clock, *, http: httpx.Client | None = None
+) -> OAuthApp:
     from arsync.connectors.oauth import OAuthApp
 
     return OAuthApp(
@@ -221,4 +250,5 @@ def oauth_app(connector: ConnectorConfig, clock: Clock) -> OAuthApp:
         connector.oauth.scopes,
         str(connector.oauth.redirect_uri) if connector.oauth.redirect_uri else None,
         clock=clock,
+        http=http,
     )
