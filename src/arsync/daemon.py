@@ -178,6 +178,7 @@ class Daemon:
         #: connector ids by name, as of the last claim
         self._ids: dict[str, int] = {}
         self._claimed_at: datetime | None = None
+        self._owned: frozenset[int] = frozenset()
         self._since_claim = Stopwatch()
         self.watched: dict[str, Watched] = {}
         self.housekeeping: Every | None = None
@@ -304,11 +305,11 @@ class Daemon:
         self._heartbeat()
         self._reap()
         assert self._pool is not None
-        owned = self._claim(now)
+        self._claim(now)
         for watched in self.watched.values():
             if watched.busy is not None or self._stop.is_set():
                 continue
-            if watched.name in self._ids and self._ids[watched.name] not in owned:
+            if not self.serves(watched.name):
                 continue  # another replica serves it
             if watched.cycle.due(now):
                 full = watched.full.due(now)
@@ -335,13 +336,23 @@ class Daemon:
             and now - self._claimed_at < every
             and self._since_claim.elapsed() < every.total_seconds()
         ):
-            return self.replica.owned
+            self._owned = self.replica.owned
+            return self._owned
         with self.runtime.store.reading() as tx:
             self._ids = {r.name: r.id for r in tx.connectors.all() if r.name in self.watched}
-        before = self.replica.owned
-        owned = self.replica.claim(self._ids.values())
+        before = self._owned
+        busy = [self._ids[w.name] for w in self.watched.values() if w.busy and w.name in self._ids]
+        owned = self.replica.claim(self._ids.values(), busy=busy)
+        self._owned = owned
         self._claimed_at = now
         self._since_claim.restart()
+        taken = owned - before
+        if taken:
+            # their earlier holder lost them: its claims end now, to be settled at once
+            with self.runtime.store.transaction() as tx:
+                ended = {cid: tx.outbox.expire_others(cid, self.owner) for cid in taken}
+            if any(ended.values()):
+                log.info("claims of a lost holder ended", actions=sum(ended.values()))
         if owned != before:
             names = {i: n for n, i in self._ids.items()}
             log.info(
@@ -423,11 +434,20 @@ class Daemon:
         """Nothing running and nothing due now."""
         now = self.clock.now()
         return not any(
-            w.busy is not None or w.cycle.due(now) for w in self.watched.values()
+            w.busy is not None or (self.serves(w.name) and w.cycle.due(now))
+            for w in self.watched.values()
         ) and not any(not j.done() for j in self._jobs)
 
+    def serves(self, name: str) -> bool:
+        """Whether this replica serves connector `name` (one never linked has no id yet, and
+        its cycle only says so)."""
+        cid = self._ids.get(name)
+        return cid is None or cid in self._owned
+
     def next_due(self) -> datetime | None:
-        moments = [w.cycle.next for w in self.watched.values() if w.busy is None]
+        moments = [
+            w.cycle.next for w in self.watched.values() if w.busy is None and self.serves(w.name)
+        ]
         if self.housekeeping is not None:
             moments.append(self.housekeeping.next)
         return min(moments, default=None)
@@ -683,7 +703,8 @@ class Daemon:
     def _summary(self, now: datetime) -> str:
         down = [w for w in self.watched.values() if w.down_since is not None]
         busy = [w.name for w in self.watched.values() if w.busy is not None]
-        parts = [f"{len(self.watched)} connector(s)"]
+        served = sum(self.serves(n) for n in self.watched)
+        parts = [f"{len(self.watched)} connector(s), serving {served}"]
         if down:
             parts.append(
                 f"{len(down)} down ("

@@ -221,13 +221,15 @@ class Replica:
                     ) from err
             self._started = True
 
-    def claim(self, connector_ids: Iterable[int]) -> frozenset[int]:
+    def claim(self, connector_ids: Iterable[int], *, busy: Iterable[int] = ()) -> frozenset[int]:
         """The connectors, of `connector_ids`, this replica owns from now until the next claim.
 
         Keeps what it holds, up to a fair share; takes free ones up to it; releases the rest
-        and whatever is no longer in `connector_ids`. When the lock connection turns out dead,
-        everything is lost at once: it returns nothing (stop all work), reconnects, and the
-        next claim takes connectors again. On SQLite the one daemon owns them all."""
+        and whatever is no longer in `connector_ids`, but never one of `busy` (a connector
+        whose work is in flight here is given up only once that work ended). When the lock
+        connection turns out dead, everything is lost at once: it returns nothing (stop all
+        work), reconnects, and the next claim takes connectors again. On SQLite the one daemon
+        owns them all."""
         wanted = _ids(connector_ids)
         with self._turn:
             if not self._started:
@@ -239,7 +241,7 @@ class Replica:
                 return frozenset()
             sent = self.store.clock.monotonic()
             try:
-                return self._claim(wanted, sent)
+                return self._claim(wanted, sent, frozenset(busy))
             except (SQLAlchemyError, _Lost) as err:
                 self._lose(_why_lost(err, len(wanted)))
                 self._reconnect()
@@ -400,7 +402,9 @@ class Replica:
         self.problem = reason
         self._disconnect()
 
-    def _claim(self, wanted: frozenset[int], sent: float) -> frozenset[int]:
+    def _claim(
+        self, wanted: frozenset[int], sent: float, busy: frozenset[int] = frozenset()
+    ) -> frozenset[int]:
         assert self._conn is not None
         keys = {"connectors": self._connectors, "presence": self._presence}
         row = self._conn.execute(_HOLDINGS, keys).one()
@@ -413,8 +417,9 @@ class Replica:
         # cannot happen while the session lives, but believing otherwise would be unsafe).
         held &= mine
         share = math.ceil(len(wanted) / max(1, int(row.replicas)))
-        keep = sorted(held & wanted, key=self._preference)[:share]
-        kept = frozenset(keep)
+        working = held & wanted & busy
+        rest = sorted(held & wanted - working, key=self._preference)
+        kept = working | frozenset(rest[: max(0, share - len(working))])
         # Forget before releasing and take before believing, so `owns` never says yes to a
         # connector whose lock this session does not hold.
         self._state = (kept, sent + self.timing.trust)

@@ -391,6 +391,24 @@ class OutboxRepo:
         )
         return [_row(r) for r in rows]
 
+    def expire_others(self, connector_id: int, owner: str) -> int:
+        """End now the claims of every worker but `owner` (a replica that took the connector
+        over knows their holder lost it: dead, or cut off from the store and so unable to
+        send anything more), so the next pass settles them at once instead of a lease later,
+        while a lost email's key is still remembered by the platform."""
+        now = self._tx.now
+        ended = self._conn.execute(
+            update(outbox)
+            .where(
+                _o.connector_id == connector_id,
+                _o.state == S.CLAIMED.value,
+                _o.lease_owner != owner,
+                _o.lease_until >= now,
+            )
+            .values(lease_until=now - timedelta(microseconds=1))
+        )
+        return int(ended.rowcount or 0)
+
     def release_owner(self, connector_id: int, owner: str) -> list[OutboxRow]:
         """This worker's own claims (e.g. left by a stop): read them to settle them."""
         rows = self._conn.execute(
