@@ -410,6 +410,14 @@ def test_a_backup_from_an_older_arsync_is_restored_and_migrated_at_the_next_open
         ]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_a_restore_run_as_root_keeps_the_stores_owner(url: str, db: Path, tmp_path: Path) -> None:
+    made = backup(url, tmp_path / "copy.db")
+    os.chown(db, 4321, 4321)  # the service's user
+    restore(url, made.path)
+    assert (db.stat().st_uid, db.stat().st_gid) == (4321, 4321)
+
+
 def test_a_store_can_be_restored_where_there_is_none(url: str, db: Path, tmp_path: Path) -> None:
     """A new machine: no store yet, not even its folder."""
     made = backup(url, tmp_path / "copy.db")

@@ -184,6 +184,7 @@ class Candidate:
         """Put the backup in the store's place; the store it replaces is kept beside it as
         `<db>.before-restore-<stamp>` (its WAL too). Busy when another process has it open."""
         with _unused(self.store):
+            _same_owner(self.temporary, self.store)
             moved = _set_aside(self.store, stamp)
             try:
                 os.replace(self.temporary, self.store)
@@ -327,6 +328,20 @@ def _settle(path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA journal_mode=DELETE")
     _fsync(path)
+
+
+def _same_owner(candidate: Path, store: Path) -> None:
+    """Give the candidate the owner of the store it replaces: a restore run as root must not
+    leave the service's user a store it cannot open (only root can give a file away)."""
+    try:
+        current = store.stat()
+    except FileNotFoundError:
+        return
+    mine = candidate.stat()
+    if (mine.st_uid, mine.st_gid) != (current.st_uid, current.st_gid):
+        # not root: the file stays ours, as any file we write does
+        with contextlib.suppress(PermissionError):
+            os.chown(candidate, current.st_uid, current.st_gid)
 
 
 def _set_aside(store: Path, stamp: str) -> list[tuple[Path, Path]]:
