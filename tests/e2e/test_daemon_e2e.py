@@ -72,7 +72,7 @@ class Systemd:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # nothing came (a timeout of 0 does not block)
             return None
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
         self.messages.append(fields)
