@@ -102,3 +102,20 @@ def test_a_systemd_credential_is_read_from_the_credentials_directory(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
         load_key(None, credential="arsync-key")
+
+
+def test_a_credential_shown_group_readable_is_systemds_to_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # newer systemd writes a credential 0400 with an ACL for the service's user: stat says 0440
+    creds = tmp_path / "creds"
+    creds.mkdir(mode=0o700)
+    key = generate_key()
+    (creds / "arsync-key").write_text(key + "\n")
+    (creds / "arsync-key").chmod(0o440)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    ring = load_key(None, credential="arsync-key")
+    assert Fernet(key.encode()).decrypt(ring.encrypt(b"x")) == b"x"
+    # the same file named as a key file is the owner's to keep private
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_key(creds / "arsync-key")

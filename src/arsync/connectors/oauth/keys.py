@@ -47,7 +47,11 @@ def load_key(
         raise ConfigError("no token key file is configured (it encrypts the stored tokens)")
     if create and not path.exists():
         _create_key_file(path)
-    return MultiFernet([Fernet(key) for key in _read_key_file(path)])
+    # systemd guards a credential itself (0400 plus an ACL for the service's user, which a
+    # stat shows as 0440 on a tmpfs with ACLs): its mode is not the owner's to fix
+    return MultiFernet(
+        [Fernet(key) for key in _read_key_file(path, credential=credential is not None)]
+    )
 
 
 def _create_key_file(path: Path) -> None:
@@ -73,7 +77,7 @@ def _create_key_file(path: Path) -> None:
     log.info("token key created", path=str(path))
 
 
-def _read_key_file(path: Path) -> list[bytes]:
+def _read_key_file(path: Path, *, credential: bool = False) -> list[bytes]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
@@ -94,7 +98,7 @@ def _read_key_file(path: Path) -> list[bytes]:
         )
     with os.fdopen(fd, "rb") as handle:
         mode = info.st_mode & 0o777
-        if mode & 0o077:
+        if mode & 0o077 and not credential:
             raise ConfigError(
                 f"the token key file {path} is open to other users (mode {mode:04o}); "
                 f"run `chmod 600 {path}`"
