@@ -10,11 +10,14 @@ every arsync command pays for what this module imports when the CLI starts.
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from arsync.errors import ArsyncError
+
+if TYPE_CHECKING:
+    from arsync.config import Config
 
 #: where `arsync backup` writes when not told, under the home
 BACKUPS_DIR = "backups"
@@ -50,8 +53,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--to",
                 dir_okay=False,
-                help="The new file to write (default: backups/arsync-YYYYmmdd-HHMMSS.db under "
-                "the home, UTC).",
+                help="The new file to write (default: backups/arsync-YYYYmmdd-HHMMSS.db beside "
+                "the store's file, UTC: a folder the service may write to).",
             ),
         ] = None,
     ) -> None:
@@ -62,12 +65,11 @@ def register(app: typer.Typer) -> None:
         integrity check, arsync's schema revision). A store on PostgreSQL is backed up with
         pg_dump instead.
         """
-        from arsync.runtime import clock_for
         from arsync.store.backup import backup as copy_store
 
         config = _configured(home)
         try:
-            target = to or config.home / BACKUPS_DIR / f"arsync-{stamp(clock_for(config).now())}.db"
+            target = to or _default_target(config)
             made = copy_store(config.settings.store_url(), target)
         except ArsyncError as err:
             raise _fail(err) from err
@@ -140,3 +142,14 @@ def _confirm(store: Path, source: Path, revision: str) -> None:
     if not typer.confirm(question, default=False):
         typer.secho("restore: given up; the store is unchanged", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(1)
+
+
+def _default_target(config: "Config") -> Path:
+    """backups/ beside the store's file: the home may be read-only to the service (systemd's
+    ConfigurationDirectory=), the store's folder never is."""
+    from arsync.runtime import clock_for
+    from arsync.store.engine import parse_url, sqlite_path
+
+    database = sqlite_path(parse_url(config.settings.store_url()))
+    folder = database.parent if database is not None else config.home
+    return folder / BACKUPS_DIR / f"arsync-{stamp(clock_for(config).now())}.db"

@@ -99,7 +99,7 @@ def test_backup_then_restore_round_trip(home: Path) -> None:
     db = home / "state" / "arsync.db"
     made = arsync(home, "backup")
     assert made.returncode == 0, made.stderr
-    copy = home / "backups" / f"arsync-{STAMP}.db"
+    copy = db.parent / "backups" / f"arsync-{STAMP}.db"
     assert one_line(made.stdout).startswith(f"Backed up the store to {copy} (")
     assert f"schema revision {head_revision()})." in made.stdout
     assert copy.stat().st_mode & 0o777 == 0o600

@@ -202,12 +202,16 @@ def agency_of(policy: Policy) -> str:
 
 
 def pack_root(store: Store, home: Path | None) -> Path | None:
-    """Where packs go: beside a SQLite store's file (its state folder), else `home`/state;
-    None when neither is known (a PostgreSQL store and no home)."""
+    """Where packs go: beside a SQLite store's file (its state folder), else the service's
+    state folder (systemd's $STATE_DIRECTORY: the home may be read-only to it), else
+    `home`/state; None when none is known (a PostgreSQL store, no home, no service)."""
     engine = store.engine
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if database and database != ":memory:" and not database.startswith("file:"):
         return Path(database).resolve().parent / PACKS
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / PACKS
     return home / "state" / PACKS if home is not None else None
 
 
