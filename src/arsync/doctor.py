@@ -399,7 +399,7 @@ class _Doctor:
 
     # -- the store -------------------------------------------------------------------------------
     def store_checks(self) -> None:
-        from arsync.errors import ConfigError, StoreDamaged
+        from arsync.errors import Busy, ConfigError, StoreDamaged
         from arsync.store import Store
         from arsync.store.engine import (
             RECOVERY_ADVICE,
@@ -451,6 +451,15 @@ class _Doctor:
             engine = open_engine(url, migrate=False)
         except StoreDamaged as err:
             self.add("store", "store", Status.PROBLEM, _damage_said(err), RECOVERY_ADVICE)
+            return
+        except Busy as err:  # e.g. `arsync restore` is putting a backup in place
+            self.add(
+                "store",
+                "store",
+                Status.PROBLEM,
+                f"the store is busy: {err}",
+                "wait for the other arsync command to finish, then run `arsync doctor` again",
+            )
             return
         except ConfigError as err:
             self.add(
