@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 #: this arsync's schema revision, the head of migrations/versions/ (a test holds the two equal:
 #: a new migration updates it). Opening a store already there needs no Alembic.
-HEAD_REVISION = "0005_digests"
+HEAD_REVISION = "0006_sync_runs_indexes"
 #: a migration's file name (its number first) and the line in it that names its revision
 _MIGRATION_FILE = re.compile(r"^(\d+)_\w*\.py$")
 _REVISION_LINE = re.compile(r"""^revision\s*(?::[^=]*)?=\s*["']([^"']+)["']""", re.MULTILINE)

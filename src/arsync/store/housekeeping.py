@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy import delete, select, text
 
-from arsync.store.schema import events, sync_runs
+from arsync.store.schema import connectors, events, sync_runs
 from arsync.store.states import RunOutcome
 from arsync.store.unit import Store
 
@@ -32,37 +31,41 @@ class Housekept:
     vacuumed: bool
 
 
-def _kept_runs() -> list[Select[tuple[Any]]]:
-    last = select(func.max(_r.id)).group_by(_r.connector_id)
-    last_full = (
-        select(func.max(_r.id))
-        .where(_r.full.is_(True), _r.outcome == RunOutcome.OK.value)
-        .group_by(_r.connector_id)
-    )
-    return [last, last_full]
+def _kept_runs(store: Store) -> set[int]:
+    """Each connector's last run and last good full pass (the schedule reads them)."""
+    kept: set[int] = set()
+    with store.reading() as tx:
+        for cid in tx.conn.execute(select(connectors.c.id)).scalars():
+            for where in (
+                (_r.connector_id == cid,),
+                (_r.connector_id == cid, _r.full.is_(True), _r.outcome == RunOutcome.OK.value),
+            ):
+                last = tx.conn.execute(
+                    select(_r.id).where(*where).order_by(_r.id.desc()).limit(1)
+                ).scalar()
+                if last is not None:
+                    kept.add(int(last))
+    return kept
 
 
 def housekeep(store: Store, *, runs_before: datetime, events_before: datetime | None) -> Housekept:
     """Delete runs finished before `runs_before` and events before `events_before` (None:
     keep them all), then tidy the database."""
-    kept = _kept_runs()
+    kept = _kept_runs(store)
     runs = 0
     while True:
         with store.transaction() as tx:
-            ids = (
-                tx.conn.execute(
+            # by the age index, oldest first; the few kept ones are skipped in Python
+            ids = [
+                i
+                for i in tx.conn.execute(
                     select(_r.id)
-                    .where(
-                        _r.finished_at < runs_before,
-                        _r.outcome != RunOutcome.RUNNING.value,
-                        _r.id.not_in(kept[0]),
-                        _r.id.not_in(kept[1]),
-                    )
-                    .limit(BATCH)
-                )
-                .scalars()
-                .all()
-            )
+                    .where(_r.finished_at < runs_before, _r.outcome != RunOutcome.RUNNING.value)
+                    .order_by(_r.finished_at)
+                    .limit(BATCH + len(kept))
+                ).scalars()
+                if i not in kept
+            ][:BATCH]
             if ids:
                 tx.conn.execute(delete(sync_runs).where(_r.id.in_(ids)))
         runs += len(ids)
@@ -71,10 +74,10 @@ def housekeep(store: Store, *, runs_before: datetime, events_before: datetime | 
     gone = 0
     while events_before is not None:
         with store.transaction() as tx:
-            ids = (
-                tx.conn.execute(select(events.c.id).where(events.c.at < events_before).limit(BATCH))
-                .scalars()
-                .all()
+            ids = list(
+                tx.conn.execute(
+                    select(events.c.id).where(events.c.at < events_before).limit(BATCH)
+                ).scalars()
             )
             if ids:
                 tx.conn.execute(delete(events).where(events.c.id.in_(ids)))
@@ -90,15 +93,23 @@ def _tidy(store: Store) -> bool:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE"))
         return False
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
-        free = int(conn.execute(text("PRAGMA freelist_count")).scalar_one())
+    # the driver's own connection, outside any transaction: the store's connections begin
+    # one (BEGIN IMMEDIATE) at their first statement, and VACUUM and a checkpoint refuse to
+    # run inside one
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        pages = int(cursor.execute("PRAGMA page_count").fetchone()[0])
+        free = int(cursor.execute("PRAGMA freelist_count").fetchone()[0])
         vacuum = pages > 0 and free * 4 >= pages
         if vacuum:
-            conn.execute(text("VACUUM")).close()
-        conn.execute(text("PRAGMA optimize")).all()
+            cursor.execute("VACUUM")
+        cursor.execute("PRAGMA optimize").fetchall()
         # PASSIVE: copies what it can without waiting for readers (a busy store is fine)
-        conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)")).all()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        cursor.close()
+    finally:
+        raw.close()
     return vacuum
 
 

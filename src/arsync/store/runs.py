@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from arsync.store.models import SyncRun
-from arsync.store.schema import sync_runs
+from arsync.store.schema import connectors, sync_runs
 from arsync.store.states import RunOutcome
 
 if TYPE_CHECKING:
@@ -106,20 +106,35 @@ class RunsRepo:
         return [_run(r) for r in rows]
 
     def last_finished(self) -> dict[int, SyncRun]:
-        """Each connector's last run that is not running, by connector id."""
-        last_ids = (
-            select(func.max(_r.id))
-            .where(_r.outcome != RunOutcome.RUNNING.value)
-            .group_by(_r.connector_id)
-        )
-        rows = self._conn.execute(select(sync_runs).where(_r.id.in_(last_ids)))
-        return {row.connector_id: _run(row) for row in rows}
+        """Each connector's last run that is not running, by connector id: one indexed
+        lookup per connector, newest first (a max() over the whole table would read every
+        run, millions of them for a practice)."""
+        found: dict[int, SyncRun] = {}
+        for cid in self._conn.execute(select(connectors.c.id)).scalars():
+            row = self._conn.execute(
+                select(sync_runs)
+                .where(_r.connector_id == cid, _r.outcome != RunOutcome.RUNNING.value)
+                .order_by(_r.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                found[int(cid)] = _run(row)
+        return found
 
     def last_full_ok(self) -> dict[int, datetime]:
         """When each connector's last good full pass started, by connector id."""
-        rows = self._conn.execute(
-            select(_r.connector_id, func.max(_r.started_at))
-            .where(_r.full.is_(True), _r.outcome == RunOutcome.OK.value)
-            .group_by(_r.connector_id)
-        )
-        return {int(cid): at for cid, at in rows}
+        found: dict[int, datetime] = {}
+        for cid in self._conn.execute(select(connectors.c.id)).scalars():
+            at = self._conn.execute(
+                select(_r.started_at)
+                .where(
+                    _r.connector_id == cid,
+                    _r.full.is_(True),
+                    _r.outcome == RunOutcome.OK.value,
+                )
+                .order_by(_r.started_at.desc())
+                .limit(1)
+            ).scalar()
+            if at is not None:
+                found[int(cid)] = at
+        return found

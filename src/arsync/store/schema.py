@@ -214,6 +214,15 @@ sync_runs = Table(
     check("outcome", RunOutcome, "outcome"),
 )
 Index("ix_sync_runs_connector", sync_runs.c.connector_id, sync_runs.c.id)
+Index("ix_sync_runs_outcome", sync_runs.c.connector_id, sync_runs.c.outcome)
+Index(
+    "ix_sync_runs_full",
+    sync_runs.c.connector_id,
+    sync_runs.c.full,
+    sync_runs.c.outcome,
+    sync_runs.c.started_at,
+)
+Index("ix_sync_runs_finished", sync_runs.c.finished_at)
 
 events = Table(
     "events",
