@@ -4,10 +4,10 @@ The daemon runs as the real console script against a sandbox served over loopbac
 `$NOTIFY_SOCKET` pointing at a datagram socket this test reads, as systemd's would be. The test
 moves the sandbox's clock a day at a time and waits for the daemon to say (STATUS=) that it
 is idle at the new moment; at the end every email and note the policy called for is in the
-sandbox's ledger exactly once. On the way: SIGHUP with a broken policy keeps the daemon on the
-old one; SIGTERM while a reminder is in flight (the sandbox holds the reply) exits 0 within
-the bound, and so does one whose reply outlasts the bound; each restart finishes the work with
-no duplicate.
+sandbox's ledger exactly once. On the way: a second daemon on the same SQLite store is
+refused; SIGHUP with a broken policy keeps the daemon on the old one; SIGTERM while a reminder
+is in flight (the sandbox holds the reply) exits 0 within the bound, and so does one whose
+reply outlasts the bound; each restart finishes the work with no duplicate.
 """
 
 from __future__ import annotations
@@ -205,6 +205,18 @@ def test_a_hundred_days_of_the_daemon(service: Service) -> None:
     service.start()
     assert service.process is not None and service.systemd is not None
     service.idle_at(START)
+    # a second daemon on the same SQLite store is refused, saying who serves it
+    second = subprocess.run(
+        [*ARSYNC, "run", "--home", str(world.home)],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env={**os.environ, **SECRETS},
+        check=False,
+    )
+    assert second.returncode == 4, second.stderr
+    assert "already serves the SQLite store" in second.stderr
+    assert f"pid {service.process.pid}" in second.stderr
     # the watchdog is fed from the loop's own beat
     service.systemd.wait_for("WATCHDOG", "1", process=service.process)
     policies = world.home / "config" / "policies"
