@@ -21,7 +21,7 @@ from cryptography.fernet import MultiFernet
 
 from arsync.clock import Clock, SystemClock, sandbox_clock
 from arsync.config import SETTINGS_FILE, Config, ConnectorConfig
-from arsync.connectors.base import Connector, Link, TokenSource, factory_for
+from arsync.connectors.base import APP_LIMITS, Connector, Link, TokenSource, factory_for
 from arsync.connectors.governor import RateGovernor
 from arsync.connectors.http import DEFAULT_TIMEOUT, ApiSession, RetryPolicy
 from arsync.errors import NotConnected
@@ -75,6 +75,7 @@ class Coordinator:
         store: Store,
         *,
         http: httpx.Client | None = None,
+        app: RateGovernor | None = None,
     ) -> None:
         self.name = name
         self.connector_id = connector_id
@@ -85,7 +86,7 @@ class Coordinator:
         #: a client handed in is shared with other coordinators: closing this one leaves it
         self._own_http = http is None
         self.governor = RateGovernor(
-            link.limits, store.clock, usage=StoreUsage(store, connector_id)
+            link.limits, store.clock, usage=StoreUsage(store, connector_id), parent=app
         )
         self.session = ApiSession(
             platform=link.platform,
@@ -129,6 +130,8 @@ class Runtime:
         self._coordinators: dict[str, Coordinator] = {}
         self._apps: list[OAuthApp] = []
         self._http: httpx.Client | None = None
+        #: one governor per platform app (client id) where the platform limits the app
+        self._apps_governors: dict[tuple[str, str], RateGovernor] = {}
 
     @classmethod
     def open(cls, config: Config, clock: Clock | None = None) -> Runtime:
@@ -184,6 +187,7 @@ class Runtime:
             self.token_manager(connector, row),
             self.store,
             http=self.http(),
+            app=self.app_governor(connector),
         )
         self._coordinators[name] = made
         return made
@@ -191,6 +195,18 @@ class Runtime:
     def coordinators(self) -> dict[str, Coordinator]:
         """The coordinators built so far, by connector name (a copy)."""
         return dict(self._coordinators)
+
+    def app_governor(self, connector: ConnectorConfig) -> RateGovernor | None:
+        """The governor every connector of one app (platform and client id) shares: Xero
+        limits an app across all its organisations as well as each one."""
+        limits = APP_LIMITS.get(connector.platform_code)
+        if limits is None:
+            return None
+        key = (connector.platform_code, connector.oauth.client_id)
+        found = self._apps_governors.get(key)
+        if found is None:
+            found = self._apps_governors[key] = RateGovernor(limits, self.clock)
+        return found
 
     def forget(self, name: str) -> None:
         """Close connector `name`'s coordinator (its configuration changed, or it went)."""

@@ -498,3 +498,29 @@ def test_a_read_that_timed_out_is_retried_even_as_a_post() -> None:
 def test_an_idempotency_key_on_a_read_is_a_mistake() -> None:
     with pytest.raises(ValueError, match="belongs to a write"):
         session(FakeTime()).call("GET", URL, "thing", idempotency_key="k")
+
+
+def test_an_apps_limit_is_shared_by_all_its_companies() -> None:
+    t = FakeTime()
+    app = RateGovernor(Limits(per_minute=5, per_second=None, concurrent=100, per_day=None), t)
+    own = Limits(per_minute=60, per_second=None, concurrent=5, per_day=None)
+    a, b = RateGovernor(own, t, parent=app), RateGovernor(own, t, parent=app)
+    starts = calls(a, 3, t) + calls(b, 3, t)
+    # each company is far under its own 60 a minute; the app's fifth call was the last in
+    # that minute, so the sixth, whichever company's, waits for the minute to pass
+    assert starts[5] >= starts[0] + 60
+    assert (a.calls, b.calls, app.calls) == (3, 3, 6)
+
+
+def test_a_call_the_apps_limit_parks_gives_the_companys_slot_back() -> None:
+    t = FakeTime()
+    app = RateGovernor(Limits(per_minute=1, per_second=None, concurrent=100, per_day=None), t)
+    tight = Limits(
+        per_minute=1, per_second=None, concurrent=5, per_day=None, park_after=timedelta(0)
+    )
+    a = RateGovernor(tight, t, parent=app)
+    app.hold(3600, "the app is throttled")
+    with pytest.raises(Parked):
+        a.acquire()
+    # the company's own concurrency slot was handed back when the app's refused
+    assert a._running == 0

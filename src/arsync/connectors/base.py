@@ -44,6 +44,11 @@ class Limits:
 
 QBO_LIMITS = Limits(per_minute=500, per_second=10, concurrent=10, per_day=None)
 XERO_LIMITS = Limits(per_minute=60, per_second=None, concurrent=5, per_day=5000)
+#: what a platform allows one app (one client id) across all its companies, where it says:
+#: Xero 10,000 calls a minute (QuickBooks' limits are per company and app, so per connector)
+APP_LIMITS: dict[str, Limits] = {
+    "xero": Limits(per_minute=10_000, per_second=None, concurrent=10_000, per_day=None),
+}
 
 
 @dataclass(frozen=True)

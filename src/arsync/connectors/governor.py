@@ -60,8 +60,12 @@ class RateGovernor:
         *,
         usage: UsageLog | None = None,
         flush_every: float = 1.0,
+        parent: RateGovernor | None = None,
     ) -> None:
         self.limits = limits
+        #: the app's own governor, shared by all its companies' (Xero's 10,000 a minute): a
+        #: call takes a slot of both
+        self.parent = parent
         self._clock = clock
         self._cond = threading.Condition()
         self._windows: list[tuple[float, int, deque[float]]] = []
@@ -89,6 +93,16 @@ class RateGovernor:
     # -- the two halves of a call --------------------------------------------------------------
     def acquire(self) -> float:
         """Block until a call may start; returns the moment it started (clock.monotonic)."""
+        started = self._acquire()
+        if self.parent is not None:
+            try:
+                self.parent.acquire()
+            except BaseException:
+                self.release(started=started)
+                raise
+        return started
+
+    def _acquire(self) -> float:
         with self._cond:
             while True:
                 wait, timed = self._wait_needed()
@@ -131,6 +145,8 @@ class RateGovernor:
     ) -> None:
         """The call's reply arrived (or it failed): stamp its slot and read what is left.
         `started` is what `acquire` returned for the call."""
+        if self.parent is not None:
+            self.parent.release(status=status, started=started)
         with self._cond:
             now = self._clock.monotonic()
             self._running -= 1
