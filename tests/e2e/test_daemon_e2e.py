@@ -36,6 +36,7 @@ from arsync.runtime import Runtime
 from arsync.sandbox import Sandbox, SandboxServer
 from arsync.sandbox.core import QboLimits, XeroLimits
 from arsync.sandbox.faults import FaultKind, FaultRule
+from arsync.sandbox.mail import MailSink
 from arsync.store.states import OutboxState
 from arsync.writeback.dispatch import marker
 from tests.e2e.test_escalation_scenarios import connect
@@ -57,6 +58,8 @@ ARSYNC = [str(Path(sys.executable).with_name("arsync"))]
 #: real seconds to wait for the daemon at any one point (generous: CI machines are slow)
 PATIENCE = 120.0
 STOP_WITHIN = 3
+#: the firm's owner, who gets the daily digest
+OWNER = "owner@books.example"
 
 
 class Systemd:
@@ -96,6 +99,7 @@ class Systemd:
 class Service:
     world: World
     tmp: Path
+    mail: MailSink
     process: subprocess.Popen[str] | None = None
     systemd: Systemd | None = None
     starts: int = 0
@@ -164,14 +168,23 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         xero=XeroLimits(per_minute=100_000, per_day=1_000_000),
     )
     tmp = tmp_path_factory.mktemp("daemon")
-    with pytest.MonkeyPatch.context() as env, SandboxServer(sandbox) as server:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        SandboxServer(sandbox) as server,
+        MailSink() as mail,
+    ):
         for key, value in SECRETS.items():
             env.setenv(key, value)
         configure(level="warning", fmt="json")
         home = tmp / "home"
         write_home(home, server.url, f"sqlite:///{tmp / 'arsync.db'}")
         with (home / "config" / "arsync.toml").open("a") as settings:
-            settings.write(f'[daemon]\nlisten = "127.0.0.1:0"\nstop_within = "{STOP_WITHIN}s"\n')
+            settings.write(
+                f'[daemon]\nlisten = "127.0.0.1:0"\nstop_within = "{STOP_WITHIN}s"\n'
+                f'[mail]\nhost = "127.0.0.1"\nport = {mail.port}\nsecurity = "none"\n'
+                'from_address = "accounts@books.example"\n'
+                f'[digest]\nto = "{OWNER}"\nat = "08:00"\n'
+            )
         connect(home, "books-xero")
         connect(home, "books-qbo")
         tenants = {t.platform: t.tenant_id for t in sandbox.tenants()}
@@ -187,7 +200,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         _raise(world, xero, INVOICES)
         _raise(world, qbo, INVOICES)
         sandbox.clock.set(START)
-        service = Service(world, tmp)
+        service = Service(world, tmp, mail)
         try:
             yield service
         finally:
@@ -232,6 +245,10 @@ def test_a_hundred_days_of_the_daemon(service: Service) -> None:
             refused = service.systemd.wait_for("STATUS", "reload refused", process=service.process)
             assert "standard" in refused
             (policies / "standard.toml").unlink()
+        if day == DAYS - 2:
+            # QuickBooks revokes arsync's grant: that connector is down and said so, once;
+            # Xero goes on
+            sandbox.revoke_grants("qbo")
         if day in (36, 66):
             # SIGTERM while the "later" invoice's reminder is in flight: the sandbox holds the
             # email's reply (within the bound on day 36, past it on day 66); the daemon exits
@@ -261,23 +278,53 @@ def test_a_hundred_days_of_the_daemon(service: Service) -> None:
             time.sleep(delay)
             service.start()
         service.idle_at(moment)
-    check_health(service)
+    assert "1 down (books-qbo:" in service.systemd.messages[-1].get("STATUS", ""), (
+        service.systemd.messages[-3:]
+    )
+    check_health(service, down="books-qbo")
     assert service.stop() == 0
     assert service.exits == [0, 0, 0]
     check_exactly_once(world)
+    check_digests(service)
     text = service.log()
     assert '"event": "cycle"' in text
-    for secret in SECRETS.values():
+    # the outage is logged once, though the connector stayed down for two more cycles
+    down = [line for line in text.splitlines() if '"connector down"' in line]
+    assert len(down) == 1 and "books-qbo" in down[0], down
+    # no token or secret the sandbox issued, nor the clients' secrets, reached the log
+    issued = sandbox.issued_secrets()
+    assert len(issued) > 10
+    for secret in [*issued, *SECRETS.values()]:
         assert secret not in text
 
 
-def check_health(service: Service) -> None:
+def check_digests(service: Service) -> None:
+    """One digest a day for each firm time zone (London, Los Angeles), never two."""
+    digests = [m for m in service.mail.received() if OWNER in m.recipients]
+    ids = collections.Counter(m.message["Message-ID"] for m in digests)
+    assert all(n == 1 for n in ids.values()), ids.most_common(2)
+    # every day from the first morning on, in both zones
+    assert len(ids) >= 2 * DAYS, len(ids)
+    assert any("sent" in m.subject for m in digests), [m.subject for m in digests[:5]]
+
+
+def check_health(service: Service, *, down: str) -> None:
     url = service.health_url()
     with httpx.Client(timeout=30) as client:
         healthz = client.get(f"{url}/healthz")
-        assert healthz.status_code == 200, healthz.text
-        assert healthz.json()["ok"] is True
         metrics = client.get(f"{url}/metrics")
+    # a connector whose grant died needs a person (arsync connect), not a restart: reported
+    # in its state, while health judges the connectors that can sync
+    assert healthz.status_code == 200, healthz.text
+    state = {
+        sample.labels["state"]
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "arsync_connector_state"
+        and sample.labels.get("connector") == down
+        and sample.value == 1
+    }
+    assert state == {"reconnect_needed"}, state
     assert metrics.status_code == 200
     done = {
         sample.labels["connector"]: sample.value

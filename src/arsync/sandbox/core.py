@@ -232,6 +232,15 @@ class Sandbox:
     def revoke_grants(self, platform: str, tenant: str | None = None) -> int:
         return self.platform(platform).authority.revoke_all(tenant)  # type: ignore[attr-defined,no-any-return]
 
+    def issued_secrets(self) -> list[str]:
+        """Every OAuth code and token both platforms issued, and the clients' secrets."""
+        found: list[str] = []
+        for platform in ("qbo", "xero"):
+            authority: Authority = self.platform(platform).authority  # type: ignore[attr-defined]
+            found.extend(authority.issued())
+            found.extend(c.client_secret for c in authority.clients.values())
+        return found
+
     # -- serving -------------------------------------------------------------------------------
     def asgi_app(self) -> ASGIApp:
         from arsync.sandbox.control import control_app

@@ -305,6 +305,12 @@ class Authority:
         """Fault injection: the grant behind this refresh token dies (as when a user revokes)."""
         return self.revoke(refresh_value)
 
+    def issued(self) -> list[str]:
+        """Every code, access token and refresh token this authority ever issued (for tests
+        that check none of them reached a log)."""
+        with self._lock:
+            return [*self._codes, *self._access, *self._refresh_index]
+
     def revoke_all(self, tenant: str | None = None) -> int:
         with self._lock:
             n = 0
