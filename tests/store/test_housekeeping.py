@@ -9,7 +9,8 @@ import pytest
 
 from arsync.clock import FrozenClock
 from arsync.store import Entity, RunOutcome, Store, open_store
-from arsync.store.housekeeping import housekeep
+from arsync.store.housekeeping import _tidy, housekeep
+from arsync.store.schema import events
 
 T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 
@@ -84,3 +85,26 @@ def test_events_go_only_past_the_firms_retention(store: Store, clock: FrozenCloc
 def test_housekeeping_with_nothing_to_do_changes_nothing(store: Store) -> None:
     done = housekeep(store, runs_before=T0, events_before=T0)
     assert (done.runs_deleted, done.events_deleted) == (0, 0)
+
+
+def test_a_quarter_free_is_vacuumed_even_by_a_connection_last_used_to_read(
+    store: Store, db_url: str
+) -> None:
+    with store.transaction() as tx:
+        a = tx.connectors.ensure("acme", "xero").id
+        for n in range(400):
+            tx.events.append(a, Entity.INVOICE, "created", external_id=str(n), detail="x" * 2000)
+    done = housekeep(store, runs_before=T0, events_before=T0 + timedelta(days=1))
+    assert done.events_deleted == 400
+    # the deletes' own connection tidied; now reads (two at once, as the daemon's threads
+    # do) leave the pooled connections query_only, and the tidying must still write
+    with store.transaction() as tx:
+        for n in range(400):
+            tx.events.append(a, Entity.INVOICE, "created", external_id=str(n), detail="x" * 2000)
+    with store.transaction() as tx:
+        tx.conn.execute(events.delete())
+    with store.reading() as tx, store.reading() as other:
+        tx.connectors.all()
+        other.connectors.all()
+    # SQLite only: PostgreSQL's autovacuum does this itself
+    assert _tidy(store) is db_url.startswith("sqlite")

@@ -10,6 +10,7 @@ is free pages; on PostgreSQL, `ANALYZE` (autovacuum does the rest).
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,6 +100,8 @@ def _tidy(store: Store) -> bool:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
+        # a pooled connection keeps query_only from its last read
+        cursor.execute("PRAGMA query_only=OFF")
         pages = int(cursor.execute("PRAGMA page_count").fetchone()[0])
         free = int(cursor.execute("PRAGMA freelist_count").fetchone()[0])
         vacuum = pages > 0 and free * 4 >= pages
@@ -108,6 +111,11 @@ def _tidy(store: Store) -> bool:
         # PASSIVE: copies what it can without waiting for readers (a busy store is fine)
         cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         cursor.close()
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err):
+            raise
+        # the store is busy past its busy timeout (a long sync): tidying waits for next time
+        return False
     finally:
         raw.close()
     return vacuum
