@@ -50,11 +50,11 @@ def demo(
     """Try arsync without an account: 100 days of collection on two demo companies.
 
     Starts the sandbox on a free loopback port with a QuickBooks Online company, a Xero
-    organisation and a mail server of its own; syncs each company into a throw-away store as
-    `arsync sync` would; then walks the sandbox's clock through 100 days under the standard
-    policy, running each morning what `arsync run --once` runs (reminders emailed by the
-    platform, notes on the invoices, call tasks, letters, a hand-over the owner approves) while
-    customers pay, dispute and promise. Shows what arsync did week by week, two invoices' notes
+    organisation and a mail server of its own; sets arsync up in a throw-away home, links both
+    companies and runs the service itself (what `arsync run` runs) on the sandbox's clock
+    through 100 days under the standard policy (reminders emailed by the platform, notes on
+    the invoices, call tasks, letters, a hand-over the owner approves) while customers pay,
+    dispute and promise. Shows what arsync did week by week, two invoices' notes
     as each platform shows them, and what customers still owe, aged by days overdue. About
     half a minute with the default books.
     """

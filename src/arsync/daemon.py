@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -316,12 +316,12 @@ class Daemon:
                 watched.cycle.fired(now)
                 if full:
                     watched.full.fired(now)
-                watched.busy = self._pool.submit(self._cycle, watched, full)
+                watched.busy = self._submit(self._cycle, watched, full)
                 watched.busy_since = now
         self._digests(now)
         if self.housekeeping is not None and self.housekeeping.due(now):
             self.housekeeping.fired(now)
-            self._jobs.append(self._pool.submit(self._housekeep))
+            self._jobs.append(self._submit(self._housekeep))
         self.passes += 1
         self._tell(now)
 
@@ -376,7 +376,7 @@ class Daemon:
             return
         self._digest_checked = now
         assert self._pool is not None
-        self._digest = self._pool.submit(self._send_digests, now)
+        self._digest = self._submit(self._send_digests, now)
         self._jobs.append(self._digest)
 
     def _send_digests(self, now: datetime) -> None:
@@ -460,8 +460,17 @@ class Daemon:
         self._reload = True
         self._wake()
 
-    def stop(self) -> None:
-        """Stop claiming; let work in flight finish within the bound; hand back the rest."""
+    def _submit(self, job: Callable[..., None], *args: Any) -> Future[None]:
+        """Run `job` on the pool; its end wakes the loop (no polling while work runs)."""
+        assert self._pool is not None
+        future = self._pool.submit(job, *args)
+        future.add_done_callback(lambda _: self._wake())
+        return future
+
+    def stop(self, *, exit_if_stuck: bool = True) -> None:
+        """Stop claiming; let work in flight finish within the bound; hand back the rest.
+        A worker stuck past the bound cannot be joined: the process then exits at once
+        (`exit_if_stuck`; an in-process caller, the demo, may prefer to carry on)."""
         self._stop.set()
         self.notifier.send("STOPPING=1", "STATUS=stopping: finishing the work in flight")
         bound = self.config.settings.daemon.stop_within.total_seconds()
@@ -484,7 +493,7 @@ class Daemon:
             )
         log.info("arsync stopped", passes=self.passes)
         self._close()
-        if unfinished:
+        if unfinished and exit_if_stuck:
             # a worker stuck in a call cannot be joined; its claims were handed back above
             os._exit(0)
 
@@ -732,11 +741,9 @@ class Daemon:
         timeout = BEAT
         if self.notifier.watchdog_every is not None:
             timeout = min(timeout, self.notifier.watchdog_every / 2)
-        if (
-            isinstance(self.clock, SandboxFollower)
-            or any(w.busy is not None for w in self.watched.values())
-            or self._jobs
-        ):
+        if self._in_flight():
+            pass  # a job's end wakes the loop (its done callback writes to the pipe)
+        elif isinstance(self.clock, SandboxFollower):
             timeout = min(timeout, FOLLOW_POLL)
         else:
             nxt = self.next_due()
