@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +32,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from arsync.config import load
 from arsync.logs import configure
@@ -43,7 +41,7 @@ from arsync.sandbox.core import QboLimits, XeroLimits
 from arsync.store.states import OutboxState
 from arsync.writeback.dispatch import marker
 from arsync.writeback.run import run_once
-from tests.conftest import POSTGRES_URL
+from tests.conftest import postgres_schema
 from tests.e2e.test_daemon_e2e import Systemd
 from tests.e2e.test_escalation_scenarios import connect
 from tests.e2e.test_sync_e2e import SECRETS, write_home
@@ -181,16 +179,8 @@ def settled(replicas: list[Process], moment: datetime) -> None:
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @dataclass
