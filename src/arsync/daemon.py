@@ -499,7 +499,6 @@ class Daemon:
 
     # -- work --------------------------------------------------------------------------------------
     def _cycle(self, watched: Watched, full: bool) -> None:
-        from arsync.commands import _record_holds
         from arsync.writeback.run import UnitReport, unit, words_for
 
         assert self.runtime is not None
@@ -519,7 +518,8 @@ class Daemon:
                 error = report.error or ArsyncError(report.message)
                 self._down(watched, error, summary)
                 return
-            _record_holds(runtime, connector)
+            # unit() records what the ledger and the calendar settled (holds, promises) before
+            # it plans: once per cycle, not again here as `arsync sync` does
             words = self._words.get(name)
             if words is None:
                 policy = runtime.config.policy_of(connector)
