@@ -62,6 +62,21 @@ API = {"qbo": "/v3/company/", "xero": "/api.xro/2.0/"}
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
+def revision() -> str:
+    """The commit measured, and whether src/ differed from it (when run from a clone)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + (" with uncommitted changes in src/" if dirty else "")
+
+
 # -- the sandbox -------------------------------------------------------------------------------
 def serve(port: int, companies: int, qbo_share: float, customers: int, invoices: int) -> None:
     """The sandbox process: `companies` small companies on the machine's clock, ticking."""
@@ -369,7 +384,7 @@ def bench(args: argparse.Namespace) -> None:
         print(
             f"{len(links)} companies ({kinds['qbo']} QuickBooks, {kinds['xero']} Xero), "
             f"{args.customers} customers and {args.invoices} invoices each; interval "
-            f"{args.interval}; measuring {args.intervals} interval(s)",
+            f"{args.interval}; measuring {args.intervals} interval(s); code {revision()}",
             flush=True,
         )
         took = link_all(home, links)

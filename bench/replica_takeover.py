@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text
 
-from bench.daemon_scale import SECRETS, connector_name, link_all, serve, tenants
+from bench.daemon_scale import SECRETS, connector_name, link_all, revision, serve, tenants
 from bench.daemon_scale import write_home as write_scale_home
 from bench.served import sandbox_process
 
@@ -203,7 +203,8 @@ def bench(args: argparse.Namespace) -> None:
         took = link_all(home, links)
         print(
             f"{len(links)} connectors linked in {took:.0f} s; store: a fresh PostgreSQL schema; "
-            f"lease {args.lease} (claims every {lease / 4:g} s); sync.interval 1m",
+            f"lease {args.lease} (claims every {lease / 4:g} s); sync.interval 1m; "
+            f"code {revision()}",
             flush=True,
         )
         replicas: list[Replica] = []
