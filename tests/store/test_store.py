@@ -246,6 +246,25 @@ def test_the_exclusive_lock_excludes_a_second_holder(store: Store) -> None:
         pass
 
 
+def test_stores_in_two_schemas_of_one_database_do_not_share_their_locks() -> None:
+    from arsync.store import Busy
+    from tests.conftest import postgres_schema
+
+    clock = FrozenClock(datetime(2026, 12, 1, tzinfo=UTC))
+    with postgres_schema() as first_url, postgres_schema() as second_url:
+        first = open_store(first_url, clock)
+        second = open_store(second_url, clock)
+        try:
+            # advisory locks belong to the database: the schema is part of the key
+            with first.exclusive("sync:acme"), second.exclusive("sync:acme"):
+                again = Store(first.engine, clock)
+                with pytest.raises(Busy), again.exclusive("sync:acme"):
+                    pass
+        finally:
+            first.engine.dispose()
+            second.engine.dispose()
+
+
 def test_an_unknown_revision_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     open_engine(f"sqlite:///{path}").dispose()

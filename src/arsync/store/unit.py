@@ -82,6 +82,11 @@ class Tx:
         return OutboxRepo(self)
 
 
+def pg_lock_key(name: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock key for `name`."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 class Store:
     """The state store: SQLite or PostgreSQL behind one engine, read and written through `Tx`."""
 
@@ -117,8 +122,11 @@ class Store:
         open while it is held: it only keeps other holders out.
         """
         if self.engine.dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
             with self.engine.connect() as conn:
+                # advisory locks are the database's, not the schema's: two stores in two
+                # schemas of one database must not hold each other's locks
+                schema = conn.execute(text("SELECT current_schema()")).scalar()
+                key = pg_lock_key(f"{schema}:{name}")
                 if wait:
                     conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 elif not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
