@@ -249,6 +249,8 @@ def _hold_postgresql(
     """A row lock on the running sync run, taken when the Nth request arrives: the page that
     request brings is applied up to its last statement (the run's page count), which waits."""
     locker = world.engine.connect()
+    locker_pid = locker.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    locker.rollback()
     locked = threading.Event()
 
     def lock(_entry: LedgerEntry) -> None:
@@ -263,11 +265,14 @@ def _hold_postgresql(
         for _ in range(600):
             if locked.is_set():
                 with world.engine.connect() as conn:
+                    # only the sync this test holds: other tests may share the database
                     waiting = conn.execute(
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                             " AND query LIKE 'UPDATE sync_runs%' AND xact_start IS NOT NULL"
-                        )
+                            " AND :locker = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"locker": locker_pid},
                     ).scalar_one()
                 if waiting:
                     break

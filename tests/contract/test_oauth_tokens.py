@@ -538,10 +538,16 @@ def test_a_slow_token_endpoint_holds_no_transaction_and_blocks_no_other_writer(
                 db.execute("COMMIT")
         else:
             with world.engine.connect() as conn:
+                # a transaction left open on this store's tables (other tests may share the
+                # database, each store in a schema of its own)
                 open_elsewhere = conn.execute(
                     text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                        "SELECT count(*) FROM pg_stat_activity a"
+                        " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+                        " AND a.state LIKE 'idle in transaction%' AND EXISTS ("
+                        "  SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                        "  JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        "  WHERE l.pid = a.pid AND n.nspname = current_schema())"
                     )
                 ).scalar_one()
             assert open_elsewhere == 0
