@@ -58,6 +58,12 @@ log = structlog.get_logger("arsync.daemon")
 FOLLOW_POLL = 0.1
 #: the longest the loop sleeps when nothing is due (real seconds): the heartbeat's period
 BEAT = 5.0
+#: what the service says while no connector is enabled, and what to do about it
+NOTHING_TO_SERVE = "no connector to serve"
+ADD_A_CONNECTOR = (
+    "add connectors/NAME.toml (or set enabled = true in one), link it with "
+    "`arsync connect NAME`, then reload (systemctl reload arsync)"
+)
 
 
 # -- systemd's notify protocol -------------------------------------------------------------------
@@ -267,6 +273,7 @@ class Daemon:
             store=repr(self.runtime.store),
             workers=self.config.settings.sync.workers,
         )
+        self._say_if_idle_for_good()
         self.notifier.send("READY=1", f"STATUS={self._summary(now)}", f"MAINPID={os.getpid()}")
 
     def _watch(
@@ -682,6 +689,11 @@ class Daemon:
                 if connector.sync.interval != self.watched[name].cycle.every:
                     self.watched[name].cycle = Every(connector.sync.interval, now)
         log.info("configuration reloaded", connectors=len(self.watched))
+        self._say_if_idle_for_good()
+
+    def _say_if_idle_for_good(self) -> None:
+        if not self.watched:
+            log.warning(NOTHING_TO_SERVE, fix=ADD_A_CONNECTOR)
 
     @staticmethod
     def _enabled(config: Config) -> list[ConnectorConfig]:
@@ -713,6 +725,8 @@ class Daemon:
         down = [w for w in self.watched.values() if w.down_since is not None]
         busy = [w.name for w in self.watched.values() if w.busy is not None]
         served = sum(self.serves(n) for n in self.watched)
+        if not self.watched:
+            return f"{NOTHING_TO_SERVE}: {ADD_A_CONNECTOR}"
         parts = [f"{len(self.watched)} connector(s), serving {served}"]
         if down:
             parts.append(

@@ -369,3 +369,37 @@ def check_exactly_once(world: World) -> None:
         assert "due-soon" in stages[f"{world.xero.name}:{world.xero.ids['later']}"]
     finally:
         runtime.close()
+
+
+def test_a_home_with_no_connector_runs_and_says_what_to_add(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "arsync.toml").write_text('[daemon]\nlisten = ""\n')
+    systemd = Systemd(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path)}
+    env.pop("WATCHDOG_USEC", None)
+    with (tmp_path / "daemon.log").open("w") as log:
+        process = subprocess.Popen(
+            [*ARSYNC, "run", "--home", str(home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+    try:
+        systemd.wait_for("READY", "1", process=process)
+        # systemctl status shows what to do, not "0 connector(s)"
+        assert systemd.messages[-1]["STATUS"] == (
+            "no connector to serve: add connectors/NAME.toml (or set enabled = true in one), "
+            "link it with `arsync connect NAME`, then reload (systemctl reload arsync)"
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_WITHIN + PATIENCE) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        systemd.close()
+    said = [line for line in (tmp_path / "daemon.log").read_text().splitlines() if line]
+    warned = [line for line in said if '"event": "no connector to serve"' in line]
+    assert len(warned) == 1 and "arsync connect NAME" in warned[0], said
