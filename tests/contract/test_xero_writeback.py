@@ -93,22 +93,24 @@ class Recorder:
                 start.update(status=message["status"], headers=list(message.get("headers", [])))
             elif message["type"] == "http.response.body":
                 answer.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # kept before the answer's end is sent: the client, in another thread, may
+                    # act on it (and the test check the exchanges) before this coroutine resumes
+                    self.exchanges.append(
+                        Exchange(
+                            method=scope["method"],
+                            path=scope["path"],
+                            query=scope.get("query_string", b"").decode("latin-1"),
+                            request_headers=_text_headers(scope.get("headers", [])),
+                            request_body=b"".join(sent),
+                            status=int(start["status"]),
+                            response_headers=_text_headers(start["headers"]),
+                            response_body=b"".join(answer),
+                        )
+                    )
             await send(message)
 
         await self.app(scope, reading, writing)
-        if start:
-            self.exchanges.append(
-                Exchange(
-                    method=scope["method"],
-                    path=scope["path"],
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    request_headers=_text_headers(scope.get("headers", [])),
-                    request_body=b"".join(sent),
-                    status=int(start["status"]),
-                    response_headers=_text_headers(start["headers"]),
-                    response_body=b"".join(answer),
-                )
-            )
 
 
 def _text_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
